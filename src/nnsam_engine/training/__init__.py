@@ -1,0 +1,1 @@
+"""Training: nnunetv2's trainer with nnSAM's options, checkpoints and metrics."""

@@ -1,0 +1,156 @@
+"""Starting and resuming a training run."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+from ..dataset.check import require_valid_dataset
+from ..dataset.locate import DatasetRef
+from ..errors import PlanError, TrainingError
+from ..planning.configurations import base_name, is_nnsam, nnsam_name
+from ..planning.plan import PLANS_IDENTIFIER, load_plans
+from ..workspace import Workspace, activated
+from .options import TrainingOptions
+
+logger = logging.getLogger(__name__)
+
+TRAINER_NAME = "nnSAMTrainer"
+_TRAINER_LOOKUP_FOLDER = Path(__file__).resolve().parent / "nnunet_trainers"
+
+
+def resolve_configuration(configuration: str, model: str) -> str:
+    """Return the plans configuration to train: ``2d`` with model ``nnsam`` becomes ``2d_nnsam``."""
+    if model not in ("nnsam", "nnunet"):
+        raise TrainingError(f"--model must be 'nnsam' or 'nnunet', got '{model}'.")
+    if is_nnsam(configuration):
+        if model == "nnunet":
+            raise TrainingError(f"Configuration '{configuration}' is an nnSAM configuration but --model is nnunet; "
+                                f"train '{base_name(configuration)}' for plain nnU-Net.")
+        return configuration
+    return nnsam_name(configuration) if model == "nnsam" else configuration
+
+
+def fold_folder(workspace: Workspace, dataset: DatasetRef, configuration: str, fold: int | str) -> Path:
+    """Return the folder nnunetv2 trains fold ``fold`` of ``configuration`` in."""
+    return (workspace.results / dataset.name / f"{TRAINER_NAME}__{PLANS_IDENTIFIER}__{configuration}"
+            / f"fold_{fold}")
+
+
+def parse_fold(fold: str | int) -> int | str:
+    if str(fold) == "all":
+        return "all"
+    try:
+        value = int(fold)
+    except ValueError:
+        raise TrainingError(f"Fold must be 0 to 4 or 'all', got '{fold}'.") from None
+    if value < 0:
+        raise TrainingError(f"Fold must be 0 to 4 or 'all', got {value}.")
+    return value
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer_holder: dict) -> Iterator[None]:
+    def handle(signal_number, _frame):
+        trainer = trainer_holder.get("trainer")
+        if trainer is None:
+            raise KeyboardInterrupt
+        logger.warning("Received %s: stopping after the current iteration and saving a checkpoint.",
+                       signal.Signals(signal_number).name)
+        trainer.request_stop(signal_number)
+
+    previous = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def train(dataset: DatasetRef, workspace: Workspace, configuration: str, fold: int | str,
+          options: TrainingOptions, *, device: str = "cuda", continue_training: bool = False,
+          num_gpus: int = 1) -> Path:
+    """Train one fold and return its folder.
+
+    Parameters
+    ----------
+    dataset : DatasetRef
+        A planned and preprocessed dataset.
+    configuration : str
+        ``2d``, ``3d_fullres``, ``3d_lowres`` or their ``_nnsam`` variants;
+        ``options.model`` chooses the variant of a base name.
+    fold : int or "all"
+        Cross-validation fold 0-4 (nnU-Net's 5-fold split), or ``all`` to train on every case.
+    options : TrainingOptions
+        Run length, batch size and, for nnSAM, the verified SAM weights.
+    device : {"cuda", "cpu", "mps"}
+    continue_training : bool
+        Resume from the fold's latest checkpoint (final, then latest, then best).
+    num_gpus : int
+        More than one uses nnunetv2's DistributedDataParallel launcher (CUDA only).
+
+    Raises
+    ------
+    TrainingInterrupted
+        After SIGINT or SIGTERM, once a resumable checkpoint is saved.
+    """
+    import torch
+
+    if dataset.raw_folder.is_dir():
+        require_valid_dataset(dataset.raw_folder)
+    configuration = resolve_configuration(configuration, options.model)
+    plans = load_plans(workspace, dataset)
+    if configuration not in plans["configurations"]:
+        raise PlanError(f"Configuration '{configuration}' is not in the plans of {dataset.name} "
+                        f"(available: {', '.join(plans['configurations'])}). Run `nnsam plan {dataset.name} -c "
+                        f"{base_name(configuration)}`.")
+    if device not in ("cuda", "cpu", "mps"):
+        raise TrainingError(f"--device must be cuda, cpu or mps, got '{device}'.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device cpu, or "
+                            "install a CUDA build of PyTorch.")
+    if num_gpus > 1 and device != "cuda":
+        raise TrainingError(f"--num-gpus {num_gpus} needs --device cuda.")
+    fold = parse_fold(fold)
+    folder = fold_folder(workspace, dataset, configuration, fold)
+    if not continue_training and (folder / "checkpoint_final.pth").is_file():
+        raise TrainingError(f"{folder} already holds a finished training. Use --continue to extend it "
+                            "(with a larger --epochs), or delete the folder to start again.")
+    folder.mkdir(parents=True, exist_ok=True)
+    options = replace(options, model="nnsam" if is_nnsam(configuration) else "nnunet")
+    options.write(folder)
+
+    holder: dict = {}
+    with activated(workspace), _stop_on_signals(holder), _trainer_lookup():
+        from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint, run_training
+
+        if num_gpus > 1:
+            run_training(dataset.name, configuration, fold, TRAINER_NAME, PLANS_IDENTIFIER, num_gpus=num_gpus,
+                         continue_training=continue_training, device=torch.device("cuda"))
+            return folder
+        trainer = get_trainer_from_args(dataset.name, configuration, fold, TRAINER_NAME, PLANS_IDENTIFIER,
+                                        continue_training, device=torch.device(device))
+        holder["trainer"] = trainer
+        maybe_load_checkpoint(trainer, continue_training, False)
+        trainer.run_training()
+        trainer.perform_actual_validation(False)
+    return folder
+
+
+@contextlib.contextmanager
+def _trainer_lookup() -> Iterator[None]:
+    # nnunetv2 finds trainers outside its package through nnUNet_extTrainer.
+    previous = os.environ.get("nnUNet_extTrainer")
+    os.environ["nnUNet_extTrainer"] = str(_TRAINER_LOOKUP_FOLDER)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("nnUNet_extTrainer", None)
+        else:
+            os.environ["nnUNet_extTrainer"] = previous
