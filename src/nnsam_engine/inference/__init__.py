@@ -1,0 +1,1 @@
+"""Inference: nnunetv2's predictor loaded from a trained model folder with safe checkpoint loading."""
