@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -18,11 +17,11 @@ from torch._dynamo import OptimizedModule
 from ..errors import TrainingInterrupted
 from ..network.nnsam_unet import NnSAMUNet
 from .checkpoints import load_checkpoint
+from .metrics import append_record, drop_records_from
 from .options import TrainingOptions
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 LATEST_CHECKPOINT = "checkpoint_latest.pth"
 
 
@@ -102,7 +101,8 @@ class nnSAMTrainer(nnUNetTrainer):
 
     def on_train_start(self):
         super().on_train_start()
-        self._truncate_metrics(self.current_epoch)
+        if self.local_rank == 0:
+            drop_records_from(self.output_folder, self.current_epoch)
 
     # Stopping
     def request_stop(self, signal_number: int = signal.SIGINT) -> None:
@@ -175,19 +175,6 @@ class nnSAMTrainer(nnUNetTrainer):
         if self.local_rank == 0:
             self._append_metrics(epoch)
 
-    def _metrics_path(self) -> Path:
-        return Path(self.output_folder) / METRICS_FILE
-
-    def _truncate_metrics(self, first_epoch_to_drop: int) -> None:
-        path = self._metrics_path()
-        if self.local_rank != 0 or not path.is_file():
-            return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["epoch"] < first_epoch_to_drop]
-        partial = path.with_suffix(".jsonl.partial")
-        partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(partial, path)
-
     def _append_metrics(self, epoch: int) -> None:
         log = self.logger.get_value
         names = {value: name for name, value in self.dataset_json["labels"].items() if isinstance(value, int)}
@@ -208,8 +195,7 @@ class nnSAMTrainer(nnUNetTrainer):
         }
         record = {key: (None if isinstance(value, float) and not np.isfinite(value) else value)
                   for key, value in record.items()}
-        with open(self._metrics_path(), "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(record) + "\n")
+        append_record(self.output_folder, record)
 
     # Final validation
     def perform_actual_validation(self, save_probabilities: bool = False):
