@@ -22,8 +22,8 @@ def _ellipsoid(shape, centre, radii) -> np.ndarray:
 def make_phantom_case(seed: int, shape: tuple[int, int, int] = (16, 64, 64)) -> tuple[np.ndarray, np.ndarray]:
     """Return one phantom ``(image, labels)`` pair of the given ``(Z, Y, X)`` shape.
 
-    The image is float32 with a smooth intensity bias and Gaussian noise; label 1
-    (``core``) is a large bright ellipsoid and label 2 (``satellite``) a smaller,
+    The image is float32 with a smooth intensity bias and Gaussian noise. Label 1
+    (``core``) is a large bright ellipsoid. Label 2 (``satellite``) is a smaller,
     darker one that does not overlap it.
     """
     rng = np.random.default_rng(seed)

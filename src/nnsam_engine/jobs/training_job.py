@@ -23,7 +23,7 @@ _INTERRUPTED_STATUS = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 
 @dataclass
 class TrainingRequest:
-    """What to train; mirrors the options of ``nnsam train``."""
+    """Arguments of one training run, mirroring the options of ``nnsam train``."""
 
     dataset: str
     configuration: str
