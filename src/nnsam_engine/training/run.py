@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -64,6 +65,10 @@ def _stop_on_signals(trainer_holder: dict) -> Iterator[None]:
                        signal.Signals(signal_number).name)
         trainer.request_stop(signal_number)
 
+    if threading.current_thread() is not threading.main_thread():
+        # Python installs signal handlers only in the main thread; callers in other threads stop by other means.
+        yield
+        return
     previous = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
