@@ -10,16 +10,18 @@ import SimpleITK as sitk
 from nnsam_engine.dataset import Geometry, check_dataset, read_image, write_image
 from nnsam_engine.dataset import editing
 from nnsam_engine.dataset.editing import (
-    COPY_GEOMETRY,
-    REMAP_LABELS,
     add_training_case,
-    copy_image_geometry_to_label,
     create_dataset,
     describe_dataset,
-    find_safe_fixes,
     labels_from_names,
     list_cases,
     next_free_dataset_id,
+)
+from nnsam_engine.dataset.fixes import (
+    COPY_GEOMETRY,
+    REMAP_LABELS,
+    copy_image_geometry_to_label,
+    find_safe_fixes,
     remap_label_values,
 )
 from nnsam_engine.errors import DatasetError, NnsamError

@@ -60,7 +60,7 @@ def _call_returning_user_errors(function, *args):
 
 def _check_and_find_fixes(folder: Path):
     from nnsam_engine.dataset import check_dataset
-    from nnsam_engine.dataset.editing import find_safe_fixes
+    from nnsam_engine.dataset.fixes import find_safe_fixes
 
     report = check_dataset(folder)
     return report, find_safe_fixes(folder, report)
@@ -374,7 +374,7 @@ class DatasetWidget(QWidget):
         self._run(_check_and_find_fixes, folder, done=partial(self._show_report, note=note))
 
     def _show_report(self, result, note: str = "") -> None:
-        from nnsam_engine.dataset.editing import REMAP_LABELS
+        from nnsam_engine.dataset.fixes import REMAP_LABELS
 
         report, fixes = result
         self._clear_check()
@@ -394,7 +394,7 @@ class DatasetWidget(QWidget):
         self._show_message(f"{note}\nCheck: {report.summary()}; {next_step}.".strip())
 
     def _apply_fix(self, fix) -> None:
-        from nnsam_engine.dataset.editing import REMAP_LABELS, copy_image_geometry_to_label, remap_label_values
+        from nnsam_engine.dataset.fixes import REMAP_LABELS, copy_image_geometry_to_label, remap_label_values
 
         folder = self.dataset_folder()
         if fix.kind != REMAP_LABELS:
