@@ -43,7 +43,12 @@ def find_input_cases(input_folder: Path, file_ending: str, num_channels: int) ->
     cases: dict[str, dict[int, Path]] = {}
     problems = []
     for path in sorted(input_folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith("."):
+            continue
+        if path.is_symlink() and not path.exists():
+            problems.append(f"{path.name}: broken symbolic link to {os.readlink(path)}")
+            continue
+        if not path.is_file():
             continue
         stem = _strip_ending(path.name, file_ending)
         match = _CHANNEL_FILE.match(stem) if stem is not None else None
