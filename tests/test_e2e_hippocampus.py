@@ -18,11 +18,12 @@ import SimpleITK as sitk
 TRAINING_CASES = 24
 HELD_OUT = ("hippocampus_309", "hippocampus_310")
 NNSAM = str(Path(sys.executable).parent / "nnsam")
-# Plain nnU-Net 2D reaches this mean foreground Dice on the two held-out cases after
-# 60 iterations of batch 32 on the CPU; an untrained network stays below 0.05.
-NNUNET_DICE_FLOOR = 0.5
-# nnSAM with random SAM weights, after 40 iterations of batch 8.
-NNSAM_DICE_FLOOR = 0.3
+# Floors for the mean foreground Dice on the two held-out cases after 400 iterations
+# (16 epochs of 25), about half of what the runs reached when these were set; an
+# untrained network scores below 0.05.
+NNUNET_DICE_FLOOR = 0.3
+# nnSAM with seeded random SAM weights and batch 4 (SAM makes each patch costly on a CPU).
+NNSAM_DICE_FLOOR = 0.2
 
 
 def run_nnsam(*args, check=True, timeout=900):
@@ -101,15 +102,15 @@ def assert_same_geometry(image_path: Path, label_path: Path) -> None:
 @pytest.fixture(scope="module")
 def nnunet_model(hippocampus):
     run_nnsam("train", hippocampus["name"], "2d", 0, "--model", "nnunet", "--workspace", hippocampus["workspace"],
-              "--device", "cpu", "--epochs", 3, "--iterations-per-epoch", 20, "--validation-iterations", 2,
-              "--batch-size", 32, "--no-final-validation")
+              "--device", "cpu", "--epochs", 16, "--iterations-per-epoch", 25, "--validation-iterations", 2,
+              "--batch-size", 16, "--no-final-validation")
     return model_folder(hippocampus, "2d")
 
 
 @pytest.fixture(scope="module")
 def nnsam_model(hippocampus):
     run_nnsam("train", hippocampus["name"], "2d", 0, "--workspace", hippocampus["workspace"], "--device", "cpu",
-              "--epochs", 2, "--iterations-per-epoch", 20, "--validation-iterations", 2, "--batch-size", 8,
+              "--epochs", 16, "--iterations-per-epoch", 25, "--validation-iterations", 2, "--batch-size", 4,
               "--sam-weights", "random", "--no-final-validation")
     return model_folder(hippocampus, "2d_nnsam")
 
@@ -118,20 +119,24 @@ def test_nnunet_2d_trains_and_predicts(hippocampus, nnunet_model, tmp_path):
     output, evaluation = predict_and_evaluate(hippocampus, "2d", tmp_path, "--disable-tta")
     for case in HELD_OUT:
         assert_same_geometry(hippocampus["held_out"] / "images" / f"{case}_0000.nii.gz", output / f"{case}.nii.gz")
-    assert evaluation["summary"]["foreground_mean"]["dice"] > NNUNET_DICE_FLOOR
+    dice = evaluation["summary"]["foreground_mean"]["dice"]
+    print(f"nnU-Net 2d held-out mean Dice: {dice:.3f}")
+    assert dice > NNUNET_DICE_FLOOR
 
 
 def test_nnsam_2d_trains_and_predicts(hippocampus, nnsam_model, tmp_path):
     folder = nnsam_model / "fold_0"
     metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    assert [record["epoch"] for record in metrics] == [0, 1]
+    assert [record["epoch"] for record in metrics] == list(range(16))
     assert set(metrics[0]["pseudo_dice"]) == {"Anterior", "Posterior"}
     assert (folder / "progress.png").is_file()
 
     output, evaluation = predict_and_evaluate(hippocampus, "2d_nnsam", tmp_path, "--sam-weights", "random")
     for case in HELD_OUT:
         assert_same_geometry(hippocampus["held_out"] / "images" / f"{case}_0000.nii.gz", output / f"{case}.nii.gz")
-    assert evaluation["summary"]["foreground_mean"]["dice"] > NNSAM_DICE_FLOOR
+    dice = evaluation["summary"]["foreground_mean"]["dice"]
+    print(f"nnSAM 2d held-out mean Dice: {dice:.3f}")
+    assert dice > NNSAM_DICE_FLOOR
     metadata = json.loads((output / "nnsam_prediction.json").read_text())
     assert metadata["sam_weights_random"] is True
     assert "RANDOM" in metadata["warning"]

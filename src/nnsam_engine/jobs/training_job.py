@@ -135,7 +135,10 @@ class TrainingJob:
         return self.returncode() == 0
 
     def interrupted(self) -> bool:
-        return self.returncode() in _INTERRUPTED_STATUS
+        """Return whether the run ended on a stop request or a signal, not an error."""
+        code = self.returncode()
+        # A stop that arrives while the child still imports ends it by the signal itself (negative status).
+        return code in _INTERRUPTED_STATUS or (code is not None and code < 0 and self.stop_requested)
 
     def error_message(self, lines: int = 15) -> str:
         """Return the end of the log: the error report of a failed run."""

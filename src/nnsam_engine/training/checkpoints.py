@@ -10,6 +10,9 @@ import torch
 
 from ..errors import ModelError
 
+# Bound at import, so the trainer can route nnunetv2's torch.load calls here without recursion.
+_torch_load = torch.load
+
 
 def _allowed_globals() -> list:
     # Types that nnU-Net checkpoints contain besides tensors and builtins: numpy
@@ -35,7 +38,7 @@ def load_checkpoint(path: os.PathLike | str, map_location="cpu") -> dict:
         raise ModelError(f"Checkpoint not found: {path}. Train the fold first or pick an existing checkpoint.")
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return _torch_load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise ModelError(
             f"Refusing to load {path}: it contains objects outside the types a checkpoint needs ({error}). "

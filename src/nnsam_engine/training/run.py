@@ -22,6 +22,7 @@ from .options import TrainingOptions
 logger = logging.getLogger(__name__)
 
 TRAINER_NAME = "nnSAMTrainer"
+LOCK_FILE = ".nnsam_training.lock"
 _TRAINER_LOOKUP_FOLDER = Path(__file__).resolve().parent / "nnunet_trainers"
 
 
@@ -121,14 +122,27 @@ def train(dataset: DatasetRef, workspace: Workspace, configuration: str, fold: i
                             "install a CUDA build of PyTorch.")
     if num_gpus > 1 and device != "cuda":
         raise TrainingError(f"--num-gpus {num_gpus} needs --device cuda.")
+    data_identifier = _resolved_data_identifier(plans, configuration)
+    if not (workspace.preprocessed / dataset.name / data_identifier).is_dir():
+        raise PlanError(f"{dataset.name} has no preprocessed data for '{configuration}' in "
+                        f"{workspace.preprocessed / dataset.name / data_identifier}. Run `nnsam plan {dataset.name} "
+                        f"-c {base_name(configuration)}`.")
     fold = parse_fold(fold)
     folder = fold_folder(workspace, dataset, configuration, fold)
     if not continue_training and (folder / "checkpoint_final.pth").is_file():
         raise TrainingError(f"{folder} already holds a finished training. Use --continue to extend it "
                             "(with a larger --epochs), or delete the folder to start again.")
     folder.mkdir(parents=True, exist_ok=True)
-    options = replace(options, model="nnsam" if is_nnsam(configuration) else "nnunet")
-    options.write(folder)
+    with _fold_lock(folder):
+        options = replace(options, model="nnsam" if is_nnsam(configuration) else "nnunet")
+        options.write(folder)
+        _run_trainer(dataset, workspace, configuration, fold, device, continue_training, num_gpus)
+    return folder
+
+
+def _run_trainer(dataset: DatasetRef, workspace: Workspace, configuration: str, fold: int | str, device: str,
+                 continue_training: bool, num_gpus: int) -> None:
+    import torch
 
     holder: dict = {}
     with activated(workspace), _stop_on_signals(holder), _trainer_lookup():
@@ -137,14 +151,58 @@ def train(dataset: DatasetRef, workspace: Workspace, configuration: str, fold: i
         if num_gpus > 1:
             run_training(dataset.name, configuration, fold, TRAINER_NAME, PLANS_IDENTIFIER, num_gpus=num_gpus,
                          continue_training=continue_training, device=torch.device("cuda"))
-            return folder
+            return
         trainer = get_trainer_from_args(dataset.name, configuration, fold, TRAINER_NAME, PLANS_IDENTIFIER,
                                         continue_training, device=torch.device(device))
         holder["trainer"] = trainer
         maybe_load_checkpoint(trainer, continue_training, False)
         trainer.run_training()
         trainer.perform_actual_validation(False)
-    return folder
+
+
+@contextlib.contextmanager
+def _fold_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.nnsam_training.lock`` so two processes never train one fold at once."""
+    lock = folder / LOCK_FILE
+    try:
+        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        owner = _lock_owner(lock)
+        if owner is not None and _process_exists(owner):
+            raise TrainingError(f"{folder} is being trained by process {owner}. Stop that training first, or "
+                                "train another fold.") from None
+        lock.unlink(missing_ok=True)  # left by a process that no longer runs
+        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _resolved_data_identifier(plans: dict, configuration: str) -> str:
+    config = plans["configurations"][configuration]
+    while "data_identifier" not in config and "inherits_from" in config:
+        config = plans["configurations"][config["inherits_from"]]
+    return config["data_identifier"]
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -165,9 +166,17 @@ class nnSAMTrainer(nnUNetTrainer):
         os.replace(partial, filename)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
-        if isinstance(filename_or_checkpoint, str):
-            filename_or_checkpoint = load_checkpoint(filename_or_checkpoint, map_location=self.device)
-        super().load_checkpoint(filename_or_checkpoint)
+        # NOTE: nnunetv2 2.8.1 reads a file name with torch.load(weights_only=False)
+        # and fails on a dict despite its signature, so torch.load is replaced by the
+        # weights-only loader during the call. Drop this once nnunetv2 loads safely.
+        def safe_load(path, map_location=None, **_ignored):
+            return load_checkpoint(path, map_location=map_location)
+
+        if isinstance(filename_or_checkpoint, dict):
+            with mock.patch.object(torch, "load", lambda *args, **kwargs: filename_or_checkpoint):
+                return super().load_checkpoint("checkpoint held in memory")
+        with mock.patch.object(torch, "load", safe_load):
+            super().load_checkpoint(filename_or_checkpoint)
 
     def on_epoch_end(self):
         epoch = self.current_epoch
