@@ -72,7 +72,7 @@ def time_iterations(plans: dict, dataset_json: dict, configuration: str, batch_s
     if isinstance(network, NnSAMUNet):
         network.load_sam_weights(None, "", random=True, source="random")
     optimizer = torch.optim.SGD([p for p in network.parameters() if p.requires_grad], 0.01, momentum=0.99)
-    loss_function = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False}, {}, 1, 1,
+    loss_function = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, 1, 1,
                                    dice_class=MemoryEfficientSoftDiceLoss)
     data = torch.randn(batch_size, 1, *config.patch_size, device=device)
     target = torch.randint(0, classes, (batch_size, 1, *config.patch_size), device=device)
