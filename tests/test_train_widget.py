@@ -8,6 +8,7 @@ predict widget tests of the same session reuse its planned dataset and model.
 import datetime
 import json
 import os
+import shutil
 import platform
 import time
 from pathlib import Path
@@ -109,6 +110,9 @@ def test_train_widget_trains_and_plots(planned_workspace, train_widget, qtbot):
     widget = train_widget
     wait_for_plans(widget, qtbot)
     choose_settings(widget, epochs=2, iterations=2)
+    # The predict-widget tests, which run first, may have trained fold 0 already.
+    shutil.rmtree(planned_workspace / "nnUNet_results" / DATASET / "nnSAMTrainer__nnUNetPlans__2d_nnsam" / "fold_0",
+                  ignore_errors=True)
     ticks = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
