@@ -325,6 +325,21 @@ class DatasetWidget(QWidget):
         combo.setCurrentText(current if current in names else default or "")
         combo.blockSignals(False)
 
+    def add_layers_as_case(self, image_name: str, labels_name: str) -> None:
+        """Choose ``image_name`` for the first channel and ``labels_name`` as labels, then add them as a case.
+
+        A dataset with more channels gets only the choice; the user picks the other channels and clicks
+        'Add as training case'.
+        """
+        self._refresh_layer_combos()
+        self.channel_combos[0].setCurrentText(image_name)
+        self.labels_combo.setCurrentText(labels_name)
+        if len(self.channel_combos) > 1:
+            self._show_message(f"{image_name} is chosen as channel 1 and {labels_name} as labels. Choose the other "
+                               "channels' layers, then click 'Add as training case'.")
+            return
+        self._add_case()
+
     def _add_case(self) -> None:
         from nnsam_engine.dataset.editing import add_training_case
 

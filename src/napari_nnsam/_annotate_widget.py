@@ -1,0 +1,910 @@
+"""Dock widget for MobileSAM-assisted annotation of 2D images and 3D volumes, slice by slice.
+
+The user places positive and negative points (two Points layers) and a box (a Shapes
+layer) on the displayed slice. Once the slice's SAM embedding exists, every prompt
+change predicts a mask into the "SAM preview" Labels layer on the GUI thread (tens of
+milliseconds on a CPU). Accept writes the preview into the chosen label of a Labels
+layer as one undoable edit. Propagate segments the neighbouring slices one by one in
+a worker thread. Embeddings are computed ahead for the slices around the displayed one
+by :class:`nnsam_engine.annotation.embeddings.EmbeddingService` and cached.
+
+SAM sees each slice as the image layer shows it: the intensity window is the layer's
+contrast limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QWidget,
+)
+
+from . import _annotate_geometry as geometry
+from ._jobs_qt import (
+    StatusLabel,
+    add_scrolling_content,
+    hide_triton_if_llvm_loaded,
+    run_generator_in_worker,
+    run_in_worker,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Keyboard shortcuts, bound on the viewer while the widget exists. None of them is used by napari 0.9's layers.
+SHORTCUTS = {
+    "accept": "Shift-S",
+    "clear": "Shift-C",
+    "next_object": "Shift-N",
+    "propagate": "Shift-G",
+    "toggle_sign": "Shift-T",
+}
+#: Metadata that marks the layers this widget creates, so they are not offered as images or labels.
+ROLE_KEY = "nnsam_sam_role"
+PREVIEW_COLOR = (1.0, 0.8, 0.0, 1.0)
+#: Window presets besides the layer's own contrast limits (see nnsam_engine.annotation.intensity.CT_PRESETS).
+_PERCENTILE_PRESET = "Percentiles 0.5-99.5 %"
+_FULL_RANGE_PRESET = "Full range (min-max)"
+#: Delay before a changed window or slice reschedules embeddings, so dragging a slider does not queue each step.
+_RESCHEDULE_DELAY_MS = 400
+_STATS_INTERVAL_MS = 500
+
+
+def _load_segmenter():
+    hide_triton_if_llvm_loaded()
+    from nnsam_engine.annotation.segmenter import PromptSegmenter
+
+    return PromptSegmenter.load(None)
+
+
+def _import_weights(path: str) -> None:
+    from nnsam_engine.network.weights import import_weights
+
+    import_weights(path)
+
+
+def _shortcut_text(key: str) -> str:
+    return key.replace("-", "+")
+
+
+class AnnotationWidget(QWidget):
+    """Segment objects with MobileSAM prompts on slices, propagate them, accept them into a Labels layer."""
+
+    #: Emitted (from the embedding thread) with the index of a slice whose embedding is ready.
+    embedding_ready = Signal(int)
+    #: Emitted (from the embedding thread) with a slice index and the exception that computing it raised.
+    embedding_failed = Signal(int, object)
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.segmenter = None
+        self.service = None
+        self.cache = None
+        self.image_layer = None
+        self.positive_layer = None
+        self.negative_layer = None
+        self.box_layer = None
+        self.preview_layer = None
+        self.last_preview_ms: float | None = None
+        self._axis: int | None = None
+        self._waiting_index: int | None = None
+        self._propagation = None
+        self._cancel_propagation = threading.Event()
+        self._stop_reasons: list[str] = []
+        self._workers: set = set()
+        self._updating_window = False
+        self._propagated_count = 0
+        # Slices whose preview comes from prompts: removing their last prompt removes the preview.
+        # Previews from propagation have no prompts and stay until Accept or Clear.
+        self._prompted_slices: set[int] = set()
+
+        self._build_layout()
+        self._connect()
+        self._bind_shortcuts()
+        self._refresh_layer_combos()
+        self._load_model()
+
+    # --- layout --------------------------------------------------------------------------------------
+
+    def _build_layout(self) -> None:
+        layout = add_scrolling_content(self)
+
+        self.weights_label = QLabel("MobileSAM: loading…")
+        self.weights_label.setWordWrap(True)
+        self.import_button = QPushButton("Import weights file…")
+        self.import_button.setToolTip("Copy a downloaded mobile_sam.pt into the cache after checking its SHA-256")
+        self.import_button.setVisible(False)
+        weights_box = QGroupBox("MobileSAM")
+        weights_layout = QFormLayout(weights_box)
+        weights_layout.addRow(self.weights_label)
+        weights_layout.addRow(self.import_button)
+
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("2D image or 3D volume to annotate")
+        self.labels_combo = QComboBox()
+        self.labels_combo.setToolTip("Labels layer that accepted masks are written into")
+        self.new_labels_button = QPushButton("New")
+        self.new_labels_button.setToolTip("Add an empty Labels layer with the image's shape and position")
+        labels_row = QHBoxLayout()
+        labels_row.addWidget(self.labels_combo, 1)
+        labels_row.addWidget(self.new_labels_button)
+        self.label_spin = QSpinBox()
+        self.label_spin.setRange(1, 65535)
+        self.label_spin.setToolTip("Label value that Accept writes: the class as declared in the dataset's labels")
+        layers_box = QGroupBox("Layers")
+        layers_form = QFormLayout(layers_box)
+        layers_form.addRow("Image", self.image_combo)
+        layers_form.addRow("Labels", labels_row)
+        layers_form.addRow("Label value", self.label_spin)
+
+        from nnsam_engine.annotation.intensity import CT_PRESETS
+
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItem("Choose a preset…")
+        self.preset_combo.addItems([_PERCENTILE_PRESET, _FULL_RANGE_PRESET, *CT_PRESETS])
+        self.preset_combo.setToolTip("Set the image layer's contrast limits, which are the window SAM sees")
+        self.lower_spin = QDoubleSpinBox()
+        self.upper_spin = QDoubleSpinBox()
+        for spin in (self.lower_spin, self.upper_spin):
+            spin.setRange(-1e9, 1e9)
+            spin.setDecimals(2)
+            spin.setKeyboardTracking(False)
+        window_row = QHBoxLayout()
+        window_row.addWidget(self.lower_spin)
+        window_row.addWidget(QLabel("to"))
+        window_row.addWidget(self.upper_spin)
+        window_box = QGroupBox("Intensity window")
+        window_form = QFormLayout(window_box)
+        window_note = QLabel("SAM sees the slice as the layer shows it: the window is the layer's contrast limits, "
+                             "mapped to 0-255 in three channels.")
+        window_note.setWordWrap(True)
+        window_form.addRow(window_note)
+        window_form.addRow("Preset", self.preset_combo)
+        window_form.addRow("Window", window_row)
+
+        self.positive_radio = QRadioButton("Positive")
+        self.negative_radio = QRadioButton("Negative")
+        self.positive_radio.setChecked(True)
+        sign_row = QHBoxLayout()
+        sign_row.addWidget(QLabel(f"Points ({_shortcut_text(SHORTCUTS['toggle_sign'])}):"))
+        sign_row.addWidget(self.positive_radio)
+        sign_row.addWidget(self.negative_radio)
+        sign_row.addStretch(1)
+        self.accept_button = QPushButton(f"Accept ({_shortcut_text(SHORTCUTS['accept'])})")
+        self.accept_button.setToolTip("Write the preview into the label value of the Labels layer (undo with Ctrl+Z)")
+        self.clear_button = QPushButton(f"Clear ({_shortcut_text(SHORTCUTS['clear'])})")
+        self.clear_button.setToolTip("Remove the preview and all prompts")
+        self.next_button = QPushButton(f"Next object ({_shortcut_text(SHORTCUTS['next_object'])})")
+        self.next_button.setToolTip("Accept the preview, then switch to the next unused label value")
+        buttons_row = QHBoxLayout()
+        for button in (self.accept_button, self.clear_button, self.next_button):
+            buttons_row.addWidget(button)
+        prompts_box = QGroupBox("Prompts")
+        prompts_layout = QFormLayout(prompts_box)
+        help_label = QLabel("Click in the 'SAM positive points' or 'SAM negative points' layer to add points, or draw "
+                            "a rectangle in 'SAM box'. The yellow preview follows each prompt.")
+        help_label.setWordWrap(True)
+        prompts_layout.addRow(help_label)
+        prompts_layout.addRow(sign_row)
+        prompts_layout.addRow(buttons_row)
+
+        self.direction_combo = QComboBox()
+        self.direction_combo.addItem("Both directions", (1, -1))
+        self.direction_combo.addItem("Increasing slice index", (1,))
+        self.direction_combo.addItem("Decreasing slice index", (-1,))
+        self.max_slices_spin = QSpinBox()
+        self.max_slices_spin.setRange(0, 100000)
+        self.max_slices_spin.setSpecialValueText("to the volume's edge")
+        self.max_slices_spin.setToolTip("Largest number of slices segmented on each side; 0 goes to the volume's edge")
+        self.min_score_spin = QDoubleSpinBox()
+        self.min_score_spin.setRange(0.0, 1.0)
+        self.min_score_spin.setSingleStep(0.05)
+        self.min_score_spin.setValue(0.5)
+        self.min_score_spin.setToolTip("Stop where SAM's predicted IoU of a slice's mask falls below this value")
+        self.propagate_button = QPushButton(f"Propagate ({_shortcut_text(SHORTCUTS['propagate'])})")
+        self.propagate_button.setToolTip("Segment the neighbouring slices from this slice's preview or accepted "
+                                         "mask until the object ends")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setVisible(False)
+        propagate_row = QHBoxLayout()
+        propagate_row.addWidget(self.propagate_button, 1)
+        propagate_row.addWidget(self.cancel_button)
+        propagate_box = QGroupBox("Propagate through slices")
+        propagate_form = QFormLayout(propagate_box)
+        propagate_form.addRow("Direction", self.direction_combo)
+        propagate_form.addRow("Max slices", self.max_slices_spin)
+        propagate_form.addRow("Min predicted IoU", self.min_score_spin)
+        propagate_form.addRow(propagate_row)
+        propagate_form.addRow(self.progress_bar)
+
+        from nnsam_engine.annotation.cache import (
+            DEFAULT_MEMORY_LIMIT_BYTES,
+            default_disk_folder,
+        )
+
+        self.prefetch_spin = QSpinBox()
+        self.prefetch_spin.setRange(0, 1000)
+        self.prefetch_spin.setValue(8)
+        self.prefetch_spin.setToolTip("Slices on each side of the displayed one whose embeddings are computed ahead")
+        self.memory_spin = QSpinBox()
+        self.memory_spin.setRange(16, 1 << 20)
+        self.memory_spin.setSuffix(" MiB")
+        self.memory_spin.setValue(DEFAULT_MEMORY_LIMIT_BYTES // 2**20)
+        self.memory_spin.setToolTip("Memory for embeddings (4 MiB each); the least recently used are dropped")
+        self.disk_check = QCheckBox("Keep embeddings on disk")
+        self.disk_check.setToolTip(f"Store embeddings in {default_disk_folder()} (at most 4 GiB) so that reopening "
+                                   "the same image needs no recomputation")
+        self.stats_label = QLabel("")
+        self.stats_label.setWordWrap(True)
+        embeddings_box = QGroupBox("Embeddings")
+        embeddings_form = QFormLayout(embeddings_box)
+        embeddings_form.addRow("Prefetch ± slices", self.prefetch_spin)
+        embeddings_form.addRow("Memory limit", self.memory_spin)
+        embeddings_form.addRow(self.disk_check)
+        embeddings_form.addRow(self.stats_label)
+
+        self.dataset_button = QPushButton("Add to dataset…")
+        self.dataset_button.setToolTip("Open the Dataset widget with this image and Labels layer chosen and add them "
+                                       "as a training case")
+        self.status = StatusLabel("")
+
+        for widget in (weights_box, layers_box, window_box, prompts_box, propagate_box, embeddings_box):
+            layout.addWidget(widget)
+        layout.addWidget(self.dataset_button)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self._action_buttons = [self.accept_button, self.clear_button, self.next_button, self.propagate_button,
+                                self.dataset_button]
+
+    def _connect(self) -> None:
+        self.import_button.clicked.connect(self._choose_weights_file)
+        self.image_combo.currentTextChanged.connect(self._image_chosen)
+        self.new_labels_button.clicked.connect(self.new_labels_layer)
+        self.preset_combo.activated.connect(self._preset_chosen)
+        self.lower_spin.valueChanged.connect(self._window_edited)
+        self.upper_spin.valueChanged.connect(self._window_edited)
+        self.positive_radio.toggled.connect(self._sign_chosen)
+        self.accept_button.clicked.connect(self.accept)
+        self.clear_button.clicked.connect(self.clear)
+        self.next_button.clicked.connect(self.next_object)
+        self.propagate_button.clicked.connect(self.propagate)
+        self.cancel_button.clicked.connect(self.cancel_propagation)
+        self.memory_spin.valueChanged.connect(self._memory_limit_changed)
+        self.disk_check.toggled.connect(self._disk_cache_toggled)
+        self.dataset_button.clicked.connect(self.add_to_dataset)
+        self.embedding_ready.connect(self._embedding_ready)
+        self.embedding_failed.connect(self._embedding_failed)
+
+        self._reschedule_timer = QTimer(self)
+        self._reschedule_timer.setSingleShot(True)
+        self._reschedule_timer.setInterval(_RESCHEDULE_DELAY_MS)
+        self._reschedule_timer.timeout.connect(self._update_source)
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(0)
+        self._preview_timer.timeout.connect(self.update_preview)
+        self._stats_timer = QTimer(self)
+        self._stats_timer.setInterval(_STATS_INTERVAL_MS)
+        self._stats_timer.timeout.connect(self._show_stats)
+        self._stats_timer.start()
+
+        self.viewer.layers.events.inserted.connect(self._refresh_layer_combos)
+        self.viewer.layers.events.removed.connect(self._layer_removed)
+        self.viewer.dims.events.current_step.connect(self._view_changed)
+        self.viewer.dims.events.order.connect(self._axes_changed)
+        self.viewer.dims.events.ndisplay.connect(self._axes_changed)
+
+    def _bind_shortcuts(self) -> None:
+        actions = {
+            "accept": self.accept,
+            "clear": self.clear,
+            "next_object": self.next_object,
+            "propagate": self.propagate,
+            "toggle_sign": self.toggle_sign,
+        }
+        for name, key in SHORTCUTS.items():
+            action = actions[name]
+            self.viewer.bind_key(key, lambda _viewer, action=action: action(), overwrite=True)
+        viewer = self.viewer
+        keys = list(SHORTCUTS.values())
+
+        def unbind(_object=None) -> None:
+            for key in keys:
+                viewer.bind_key(key, None, overwrite=True)
+
+        # A closure, because the widget's own methods cannot run once Qt deleted it.
+        self.destroyed.connect(unbind)
+
+    # --- model and weights ---------------------------------------------------------------------------
+
+    def _start_worker(self, function, *args, done, failed=None) -> None:
+        worker = run_in_worker(function, *args, on_result=done, on_error=failed or self.status.show_error,
+                               on_finished=lambda: self._workers.discard(worker))
+        self._workers.add(worker)
+
+    def _load_model(self) -> None:
+        self.weights_label.setText("MobileSAM: loading…")
+        self._set_actions_enabled(False)
+        self._start_worker(_load_segmenter, done=self.use_segmenter, failed=self._model_failed)
+
+    def _model_failed(self, error: BaseException) -> None:
+        from nnsam_engine.errors import WeightsError
+
+        if not isinstance(error, WeightsError):
+            self.status.show_error(error)
+            return
+        self.weights_label.setText("No verified MobileSAM weights, so SAM annotation is off. Import the official "
+                                   "mobile_sam.pt (40.7 MB) with the button below, or run `nnsam weights download` "
+                                   f"in a terminal.\n\nDetails: {error}")
+        self.import_button.setVisible(True)
+
+    def _choose_weights_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import MobileSAM weights", "", "PyTorch checkpoint (*.pt *.pth)")
+        if path:
+            self.weights_label.setText("Checking and importing the weights file…")
+            self._start_worker(_import_weights, path, done=lambda _result: self._load_model(),
+                               failed=self._model_failed)
+
+    def use_segmenter(self, segmenter) -> None:
+        """Annotate with ``segmenter`` (a :class:`~nnsam_engine.annotation.segmenter.PromptSegmenter`)."""
+        from nnsam_engine.annotation.cache import EmbeddingCache, default_disk_folder
+        from nnsam_engine.annotation.embeddings import EmbeddingService
+
+        if self.service is not None:
+            self.service.close()
+        self.segmenter = segmenter
+        disk = default_disk_folder() if self.disk_check.isChecked() else None
+        self.cache = EmbeddingCache(self.memory_spin.value() * 2**20, disk_folder=disk)
+        self.service = EmbeddingService(segmenter, self.cache, on_ready=self.embedding_ready.emit,
+                                        on_error=self.embedding_failed.emit)
+        service = self.service
+        self.destroyed.connect(lambda _object=None: service.close())
+        if getattr(segmenter, "random_weights", False):
+            self.weights_label.setText("MobileSAM weights: random (tests and demos only, masks are meaningless).")
+        else:
+            self.weights_label.setText(f"MobileSAM weights: verified (SHA-256 {segmenter.weights_id[:12]}…), "
+                                       f"on {segmenter.device}.")
+        self.import_button.setVisible(False)
+        self._set_actions_enabled(True)
+        if self.image_layer is not None:
+            self._update_source()
+        else:
+            self._image_chosen(self.image_combo.currentText())
+
+    def _set_actions_enabled(self, enabled: bool) -> None:
+        for button in self._action_buttons:
+            button.setEnabled(enabled)
+
+    # --- layers --------------------------------------------------------------------------------------
+
+    def _own_layer(self, layer) -> bool:
+        return ROLE_KEY in getattr(layer, "metadata", {})
+
+    def _refresh_layer_combos(self, _event=None) -> None:
+        from napari.layers import Image, Labels
+
+        images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        labels = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels) and not self._own_layer(layer)]
+        for combo, names in ((self.image_combo, images), (self.labels_combo, labels)):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            combo.setCurrentText(current if current in names else (names[-1] if names else ""))
+            combo.blockSignals(False)
+        if self.image_combo.currentText() != getattr(self.image_layer, "name", ""):
+            self._image_chosen(self.image_combo.currentText())
+
+    def _layer_removed(self, event) -> None:
+        if event.value is self.image_layer:
+            self._deactivate()
+        for name in ("positive_layer", "negative_layer", "box_layer", "preview_layer"):
+            if getattr(self, name) is event.value:
+                setattr(self, name, None)
+        self._refresh_layer_combos()
+
+    def labels_layer(self):
+        """Return the chosen Labels layer, or None."""
+        name = self.labels_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def new_labels_layer(self):
+        """Add an empty Labels layer that lies over the image and choose it."""
+        if self.image_layer is None:
+            self.status.show_error("Choose an image layer first.")
+            return None
+        shape = geometry.spatial_shape(self.image_layer)
+        layer = self.viewer.add_labels(np.zeros(shape, dtype=np.uint8), name=f"{self.image_layer.name} labels",
+                                       **geometry.transform_kwargs(self.image_layer))
+        self._refresh_layer_combos()
+        self.labels_combo.setCurrentText(layer.name)
+        self._select_prompt_layer()
+        return layer
+
+    def _image_chosen(self, name: str) -> None:
+        layer = self.viewer.layers[name] if name and name in self.viewer.layers else None
+        if layer is self.image_layer and self.preview_layer is not None:
+            return
+        self._deactivate()
+        if layer is None or self.segmenter is None:
+            return
+        try:
+            geometry.check_annotatable(layer)
+        except ValueError as error:
+            self.status.show_error(str(error))
+            return
+        self.image_layer = layer
+        layer.events.contrast_limits.connect(self._contrast_changed)
+        self._create_prompt_layers()
+        self._show_window()
+        self._update_source()
+        self.status.show_message(f"Annotating {layer.name}. Click to add points; the preview appears once the "
+                                 "slice's embedding is ready.")
+
+    def _deactivate(self) -> None:
+        self.cancel_propagation()
+        if self.image_layer is not None:
+            try:
+                self.image_layer.events.contrast_limits.disconnect(self._contrast_changed)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        for name in ("positive_layer", "negative_layer", "box_layer", "preview_layer"):
+            layer = getattr(self, name)
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+            setattr(self, name, None)
+        self.image_layer = None
+        if self.service is not None:
+            self.service.set_source(None)
+
+    def _create_prompt_layers(self) -> None:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        image = self.image_layer
+        transform = geometry.transform_kwargs(image)
+        shape = geometry.spatial_shape(image)
+        ndim = len(shape)
+        point_size = max(1.0, 0.02 * max(shape[-2:]))
+        self.preview_layer = self.viewer.add_labels(
+            np.zeros(shape, dtype=np.uint8), name="SAM preview", opacity=0.6,
+            colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: PREVIEW_COLOR}),
+            metadata={ROLE_KEY: "preview"}, **transform)
+        self.box_layer = self.viewer.add_shapes(
+            ndim=ndim, name="SAM box", edge_color="yellow", face_color="transparent", edge_width=point_size / 3,
+            metadata={ROLE_KEY: "box"}, **transform)
+        self.negative_layer = self.viewer.add_points(
+            np.empty((0, ndim)), ndim=ndim, name="SAM negative points", face_color="red", size=point_size,
+            metadata={ROLE_KEY: "negative"}, **transform)
+        self.positive_layer = self.viewer.add_points(
+            np.empty((0, ndim)), ndim=ndim, name="SAM positive points", face_color="lime", size=point_size,
+            metadata={ROLE_KEY: "positive"}, **transform)
+        for layer in (self.positive_layer, self.negative_layer, self.box_layer):
+            layer.events.data.connect(self._prompts_changed)
+        self.box_layer.mode = "add_rectangle"
+        self._select_prompt_layer()
+
+    def _select_prompt_layer(self) -> None:
+        layer = self.positive_layer if self.positive_radio.isChecked() else self.negative_layer
+        if layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.selection.active = layer
+            layer.mode = "add"
+
+    def _sign_chosen(self, _checked: bool = False) -> None:
+        self._select_prompt_layer()
+
+    def toggle_sign(self) -> None:
+        """Switch between adding positive and negative points."""
+        if self.positive_radio.isChecked():
+            self.negative_radio.setChecked(True)
+        else:
+            self.positive_radio.setChecked(True)
+
+    # --- window and slices ---------------------------------------------------------------------------
+
+    def _show_window(self) -> None:
+        lower, upper = (float(value) for value in self.image_layer.contrast_limits)
+        self._updating_window = True
+        self.lower_spin.setValue(lower)
+        self.upper_spin.setValue(upper)
+        self._updating_window = False
+
+    def _contrast_changed(self, _event=None) -> None:
+        self._show_window()
+        self._reschedule_timer.start()
+
+    def _window_edited(self, _value: float = 0.0) -> None:
+        if self._updating_window or self.image_layer is None:
+            return
+        lower, upper = self.lower_spin.value(), self.upper_spin.value()
+        if upper <= lower:
+            self.status.show_error(f"The window's upper value {upper:g} must be greater than its lower value "
+                                   f"{lower:g}.", notify=False)
+            return
+        self.set_window(lower, upper)
+
+    def set_window(self, lower: float, upper: float) -> None:
+        """Set the image layer's contrast limits, which are the intensity window SAM sees."""
+        layer = self.image_layer
+        range_lower, range_upper = layer.contrast_limits_range
+        if lower < range_lower or upper > range_upper:
+            layer.contrast_limits_range = (min(lower, range_lower), max(upper, range_upper))
+        layer.contrast_limits = (lower, upper)
+
+    def _preset_chosen(self, index: int) -> None:
+        from nnsam_engine.annotation.intensity import CT_PRESETS, percentile_window
+
+        name = self.preset_combo.itemText(index)
+        self.preset_combo.setCurrentIndex(0)
+        if self.image_layer is None or index == 0:
+            return
+        data = np.asarray(self.image_layer.data)
+        if name == _PERCENTILE_PRESET:
+            window = percentile_window(data)
+        elif name == _FULL_RANGE_PRESET:
+            window = percentile_window(data, (0.0, 100.0))
+        else:
+            window = CT_PRESETS[name]
+        self.set_window(window.lower, window.upper)
+
+    def current_window(self):
+        """Return the intensity window SAM gets, or None for an 8-bit RGB image."""
+        from nnsam_engine.annotation.intensity import Window
+
+        layer = self.image_layer
+        if layer.rgb and np.asarray(layer.data[:1, :1]).dtype == np.uint8:
+            return None
+        lower, upper = (float(value) for value in layer.contrast_limits)
+        return Window(lower, upper if upper > lower else lower + 1.0)
+
+    def current_slice(self) -> tuple[int | None, int | None]:
+        """Return ``(axis, index)`` of the displayed slice of the image; index is None outside the image."""
+        axis = geometry.slicing_axis(self.image_layer, self.viewer.dims)
+        return axis, geometry.current_slice(self.image_layer, self.viewer.dims, axis)
+
+    def _update_source(self) -> None:
+        """Rebuild the slice source after the image, the window or the displayed axes changed."""
+        from nnsam_engine.annotation.embeddings import SliceSource
+
+        if self.image_layer is None or self.service is None:
+            return
+        try:
+            axis, _ = self.current_slice()
+        except ValueError as error:
+            self.service.set_source(None)
+            self.status.show_error(str(error), notify=False)
+            return
+        self._axis = axis
+        source = SliceSource(self.image_layer.data, axis, self.current_window(), self.segmenter.weights_id,
+                             rgb=bool(self.image_layer.rgb))
+        self.service.set_source(source)
+        self._schedule_prefetch()
+        self._preview_timer.start()
+
+    def _schedule_prefetch(self) -> None:
+        from nnsam_engine.annotation.embeddings import neighbour_order
+
+        source = self.service.source if self.service is not None else None
+        if source is None or self._propagation is not None:
+            return
+        try:
+            _, index = self.current_slice()
+        except ValueError:
+            return
+        if index is not None:
+            self.service.schedule(neighbour_order(index, source.n_slices, self.prefetch_spin.value()))
+
+    def _view_changed(self, _event=None) -> None:
+        if self.image_layer is not None and self.service is not None:
+            self._schedule_prefetch()
+
+    def _axes_changed(self, _event=None) -> None:
+        if self.image_layer is not None:
+            self.clear()
+            self._update_source()
+
+    # --- prompts and preview -------------------------------------------------------------------------
+
+    def _prompts_changed(self, _event=None) -> None:
+        self._preview_timer.start()
+
+    def prompts_on_slice(self, axis: int | None, index: int):
+        """Return ``(points, labels, box)`` on slice ``index`` in (row, column) image indices; each may be empty/None."""
+        points, labels = [], []
+        for layer, label in ((self.positive_layer, 1), (self.negative_layer, 0)):
+            if layer is None or len(layer.data) == 0:
+                continue
+            on_slice = geometry.in_plane(geometry.to_image_data(self.image_layer, layer, layer.data), axis, index)
+            points.append(on_slice)
+            labels.append(np.full(len(on_slice), label))
+        points = np.concatenate(points) if points else np.empty((0, 2))
+        labels = np.concatenate(labels) if labels else np.empty((0,), dtype=int)
+        box = None
+        if self.box_layer is not None:
+            for vertices, shape_type in zip(self.box_layer.data, self.box_layer.shape_type):
+                if shape_type != "rectangle":
+                    continue
+                corners = geometry.in_plane(geometry.to_image_data(self.image_layer, self.box_layer, vertices),
+                                            axis, index)
+                if len(corners) == len(vertices):
+                    box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+        return points, labels, box
+
+    def update_preview(self) -> None:
+        """Predict the mask of the prompts on the displayed slice into the preview layer."""
+        if self.image_layer is None or self.preview_layer is None or self.segmenter is None:
+            return
+        try:
+            self._predict_displayed_slice()
+        except Exception as error:  # shown in the widget: a failed preview must not end the napari session
+            self.status.show_error(error)
+
+    def _predict_displayed_slice(self) -> None:
+        try:
+            axis, index = self.current_slice()
+        except ValueError as error:
+            self.status.show_error(str(error), notify=False)
+            return
+        if index is None:
+            return
+        points, labels, box = self.prompts_on_slice(axis, index)
+        key = geometry.slice_key(axis, index, self.preview_layer.ndim)
+        if len(points) == 0 and box is None:
+            if index in self._prompted_slices:
+                self._prompted_slices.discard(index)
+                self.preview_layer.data[key] = 0
+                self.preview_layer.refresh()
+            return
+        embedding = self.service.lookup(index)
+        if embedding is None:
+            self._waiting_index = index
+            self._schedule_prefetch()
+            self.status.show_message(f"Computing the SAM embedding of slice {index}; the preview follows.")
+            return
+        self._waiting_index = None
+        started = time.perf_counter()
+        result = self.segmenter.predict(embedding, points if len(points) else None, labels, box)
+        self.preview_layer.data[key] = result.mask.astype(np.uint8)
+        self.preview_layer.refresh()
+        self.last_preview_ms = (time.perf_counter() - started) * 1000
+        self._prompted_slices.add(index)
+        where = f"slice {index}" if axis is not None else "the image"
+        self.status.show_message(
+            f"Preview on {where}: {int(result.mask.sum())} pixels, predicted IoU {result.score:.2f}, "
+            f"{self.last_preview_ms:.0f} ms. Accept with {_shortcut_text(SHORTCUTS['accept'])}.")
+
+    def _embedding_ready(self, index: int) -> None:
+        if index == self._waiting_index:
+            self.update_preview()
+
+    def _embedding_failed(self, index: int, error: BaseException) -> None:
+        self.status.show_error(f"Computing the SAM embedding of slice {index} failed: {error}")
+
+    # --- accept, clear, next object ------------------------------------------------------------------
+
+    def _target_labels(self):
+        layer = self.labels_layer()
+        if layer is None:
+            layer = self.new_labels_layer()
+        if layer is not None and not geometry.same_geometry(layer, self.image_layer):
+            self.status.show_error(
+                f"Labels layer {layer.name} (shape {tuple(layer.data.shape)}) does not lie over image "
+                f"{self.image_layer.name} (shape {geometry.spatial_shape(self.image_layer)}): expected the same shape, "
+                "scale, translate and affine. Click 'New' to add a matching Labels layer.")
+            return None
+        return layer
+
+    def accept(self) -> int:
+        """Write the preview into the chosen label of the Labels layer as one undoable edit; return the voxel count."""
+        if self.preview_layer is None:
+            self.status.show_error("Choose an image layer to annotate first.")
+            return 0
+        mask = self.preview_layer.data > 0
+        if not mask.any():
+            self.status.show_message("Nothing to accept: place points or a box to get a preview first.")
+            return 0
+        labels = self._target_labels()
+        if labels is None:
+            return 0
+        value = self.label_spin.value()
+        dtype = labels.data.dtype
+        if np.issubdtype(dtype, np.integer) and value > np.iinfo(dtype).max:
+            labels.data = labels.data.astype(np.uint16)
+        indices = np.nonzero(mask)
+        if labels.preserve_labels:
+            current = labels.data[indices]
+            keep = (current == 0) | (current == value)
+            indices = tuple(axis_indices[keep] for axis_indices in indices)
+        with labels.block_history():
+            labels.data_setitem(indices, value)
+        count = len(indices[0])
+        slices = len(np.unique(indices[self._axis])) if self._axis is not None and count else 1
+        self.clear()
+        self.status.show_message(f"Accepted {count} voxels on {slices} slice(s) into label {value} of {labels.name}. "
+                                 "Undo with Ctrl+Z on the Labels layer.")
+        return count
+
+    def clear(self) -> None:
+        """Remove the preview on every slice and all prompts."""
+        self._prompted_slices.clear()
+        if self.preview_layer is not None:
+            self.preview_layer.data[...] = 0
+            self.preview_layer.refresh()
+        for layer in (self.positive_layer, self.negative_layer):
+            if layer is not None and len(layer.data):
+                layer.data = np.empty((0, layer.ndim))
+        if self.box_layer is not None and len(self.box_layer.data):
+            self.box_layer.data = []
+        self._select_prompt_layer()
+
+    def next_object(self) -> None:
+        """Accept the preview, if any, and switch to the next unused label value."""
+        if self.preview_layer is not None and self.preview_layer.data.any():
+            if not self.accept():
+                return
+        labels = self.labels_layer()
+        used = int(np.max(labels.data)) if labels is not None and labels.data.size else 0
+        self.label_spin.setValue(max(used, self.label_spin.value()) + 1)
+        self.clear()
+        self.status.show_message(f"Next object: label {self.label_spin.value()}. Place its prompts.")
+
+    # --- propagation ---------------------------------------------------------------------------------
+
+    def propagate(self) -> None:
+        """Segment the neighbouring slices from this slice's preview, or else its accepted mask, into the preview."""
+        from nnsam_engine.annotation.propagation import PropagationSettings, propagate
+
+        if self._propagation is not None or self.image_layer is None or self.service is None:
+            return
+        try:
+            axis, index = self.current_slice()
+        except ValueError as error:
+            self.status.show_error(str(error))
+            return
+        if axis is None or index is None:
+            self.status.show_error("Propagation needs a 3D volume with its displayed slice inside the image.")
+            return
+        key = geometry.slice_key(axis, index, self.preview_layer.ndim)
+        seed = self.preview_layer.data[key] > 0
+        labels = self.labels_layer()
+        if not seed.any() and labels is not None and geometry.same_geometry(labels, self.image_layer):
+            seed = labels.data[key] == self.label_spin.value()
+        if not seed.any():
+            self.status.show_error(f"Nothing to propagate on slice {index}: get a preview with prompts, or accept a "
+                                   f"mask of label {self.label_spin.value()} on this slice first.")
+            return
+        self.preview_layer.data[key] = np.maximum(self.preview_layer.data[key], seed.astype(np.uint8))
+
+        settings = PropagationSettings(max_slices=self.max_slices_spin.value(), min_score=self.min_score_spin.value())
+        directions = self.direction_combo.currentData()
+        n_slices = geometry.spatial_shape(self.image_layer)[axis]
+        total = sum((n_slices - 1 - index) if direction > 0 else index for direction in directions)
+        if settings.max_slices:
+            total = min(total, settings.max_slices * len(directions))
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(True)
+        self._cancel_propagation.clear()
+        self._stop_reasons = []
+        self._propagated_count = 0
+        service, segmenter, cancel = self.service, self.segmenter, self._cancel_propagation
+
+        def segment(slice_index, prompt):
+            embedding = service.wait(slice_index, cancelled=cancel.is_set)
+            if embedding is None:
+                return None
+            return segmenter.predict(embedding, prompt.points, prompt.labels, prompt.box)
+
+        steps = propagate(seed, index, n_slices, segment, settings, directions)
+        self._set_actions_enabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.show_message(f"Propagating from slice {index}…")
+        self._propagation = run_generator_in_worker(
+            steps, on_yield=self._propagated, on_result=lambda _result: None, on_error=self.status.show_error,
+            on_finished=self._propagation_finished)
+
+    def _propagated(self, event) -> None:
+        from nnsam_engine.annotation.propagation import PropagatedSlice
+
+        if self.preview_layer is None:
+            return
+        if isinstance(event, PropagatedSlice):
+            key = geometry.slice_key(self._axis, event.index, self.preview_layer.ndim)
+            self.preview_layer.data[key] = event.mask.astype(np.uint8)
+            self.preview_layer.refresh()
+            self._propagated_count += 1
+            self.progress_bar.setValue(min(self.progress_bar.maximum(), self.progress_bar.value() + 1))
+        else:
+            direction = "increasing" if event.direction > 0 else "decreasing"
+            self._stop_reasons.append(f"{direction} slice index: {event.reason}")
+
+    def _propagation_finished(self) -> None:
+        self._propagation = None
+        self.progress_bar.setVisible(False)
+        self.cancel_button.setEnabled(False)
+        self._set_actions_enabled(self.segmenter is not None)
+        if self._cancel_propagation.is_set():
+            self.status.show_message(f"Propagation cancelled after {self._propagated_count} slice(s); their masks "
+                                     "stay in the preview.")
+        elif self._stop_reasons:
+            self.status.show_message(
+                f"Propagated to {self._propagated_count} slice(s). Stopped at {'; '.join(self._stop_reasons)}. Review "
+                f"the preview slice by slice, correct a slice with prompts, then Accept "
+                f"({_shortcut_text(SHORTCUTS['accept'])}).")
+        self._schedule_prefetch()
+
+    def is_propagating(self) -> bool:
+        return self._propagation is not None
+
+    def cancel_propagation(self) -> None:
+        """Stop propagation after the slice being segmented; the slices done so far stay in the preview."""
+        if self._propagation is not None:
+            self._cancel_propagation.set()
+            self._propagation.quit()
+
+    # --- embeddings cache ----------------------------------------------------------------------------
+
+    def _memory_limit_changed(self, value: int) -> None:
+        if self.cache is not None:
+            self.cache.memory_limit_bytes = value * 2**20
+
+    def _disk_cache_toggled(self, checked: bool) -> None:
+        from nnsam_engine.annotation.cache import default_disk_folder
+
+        if self.cache is not None:
+            self.cache.set_disk_folder(default_disk_folder() if checked else None)
+
+    def _show_stats(self) -> None:
+        if self.cache is None or self.service is None:
+            return
+        stats = self.cache.stats
+        text = (f"{stats.memory_entries} embeddings in memory ({stats.memory_bytes / 2**20:.0f} of "
+                f"{self.memory_spin.value()} MiB), {self.service.pending()} waiting, {self.service.computed} "
+                f"computed; {stats.memory_hits + stats.disk_hits} revisits served from the cache.")
+        if self.cache.disk_folder is not None:
+            text += f" On disk: {stats.disk_bytes / 2**20:.0f} MiB in {self.cache.disk_folder}."
+        self.stats_label.setText(text)
+
+    # --- dataset -------------------------------------------------------------------------------------
+
+    def _dataset_widget(self):
+        from ._dataset_widget import DatasetWidget
+
+        for widget in QApplication.allWidgets():
+            if isinstance(widget, DatasetWidget) and widget.viewer is self.viewer:
+                return widget
+        _, widget = self.viewer.window.add_plugin_dock_widget("napari-nnsam", "Dataset")
+        return widget
+
+    def add_to_dataset(self) -> None:
+        """Hand the image and Labels layer to the Dataset widget's 'Add as training case'."""
+        labels = self.labels_layer()
+        if self.image_layer is None or labels is None:
+            self.status.show_error("Choose the annotated image and its Labels layer first.")
+            return
+        if self.preview_layer is not None and self.preview_layer.data.any():
+            self.status.show_error("The preview has masks that are not accepted yet: Accept "
+                                   f"({_shortcut_text(SHORTCUTS['accept'])}) or Clear them first.")
+            return
+        dataset_widget = self._dataset_widget()
+        dataset_widget.add_layers_as_case(self.image_layer.name, labels.name)
+        self.status.show_message("Handed the image and labels to the Dataset widget; see its message for the result.")
