@@ -8,7 +8,11 @@ SAM's 0-255 input) under the positive points, limited to the box when one is giv
 import numpy as np
 from scipy import ndimage
 
-from nnsam_engine.annotation.segmenter import LOW_RES_MASK_SIZE, PromptResult, SliceEmbedding
+from nnsam_engine.annotation.segmenter import (
+    LOW_RES_MASK_SIZE,
+    PromptResult,
+    SliceEmbedding,
+)
 
 
 class ThresholdSegmenter:

@@ -331,3 +331,51 @@ def test_real_mobilesam_preview_and_cache(viewer, qtbot):
     assert widget.service.computed == computed + 1
     assert widget.cache.stats.memory_hits > hits_before
     assert "random" in widget.weights_label.text()
+
+
+@pytest.mark.slow
+def test_hippocampus_annotation_becomes_training_case(viewer, qtbot, shared_data, tmp_path):
+    """Real MRI volume and real MobileSAM: prompt, propagate, accept, then add the case to a new dataset."""
+    from napari_nnsam._dataset_widget import DatasetWidget
+    from napari_nnsam._reader import read_layers
+    from nnsam_engine.dataset import read_image
+    from nnsam_engine.dataset.check import check_dataset
+
+    source = shared_data / "Dataset004_Hippocampus" / "imagesTr" / "hippocampus_001_0000.nii.gz"
+    data, kwargs, _ = read_layers(str(source))[0]
+    image = viewer.add_image(data, **kwargs)
+    dataset_widget = DatasetWidget(viewer)
+    viewer.window.add_dock_widget(dataset_widget, name="nnSAM dataset")
+    dataset_widget.picker.folder_edit.setText(str(tmp_path / "workspace"))
+    dataset_widget.picker.refresh()
+    dataset_widget.new_toggle.click()
+    dataset_widget.new_form.name_edit.setText("Annotated")
+    dataset_widget.new_form.channels_edit.setText("MRI")
+    dataset_widget.new_form.labels_edit.setText("hippocampus")
+    dataset_widget.new_form.create_button.click()
+    widget = make_widget(viewer, qtbot)
+    widget.image_combo.setCurrentText(image.name)
+    middle = data.shape[0] // 2
+    go_to_slice(viewer, image, middle)
+
+    click_world(widget, image, image.data_to_world(np.array([middle, data.shape[1] / 2, data.shape[2] / 2])))
+    qtbot.waitUntil(lambda: widget.last_preview_ms is not None, timeout=WAIT_MS)
+    assert widget.preview_layer.data[middle].any(), "random MobileSAM gave an empty mask for this seeded input"
+    widget.min_score_spin.setValue(0.0)
+    widget.max_slices_spin.setValue(2)
+    widget.propagate()
+    qtbot.waitUntil(lambda: not widget.is_propagating(), timeout=WAIT_MS)
+    accepted = widget.accept()
+    widget.add_to_dataset()
+    qtbot.waitUntil(lambda: not dataset_widget.is_busy(), timeout=WAIT_MS)
+
+    folder = dataset_widget.dataset_folder()
+    label_files = sorted((folder / "labelsTr").glob("*.nii.gz"))
+    assert accepted > 0
+    assert len(label_files) == 1
+    saved, geometry = read_image(label_files[0])
+    _, source_geometry = read_image(source)
+    assert int((saved == 1).sum()) == accepted
+    np.testing.assert_allclose(geometry.spacing, source_geometry.spacing, rtol=1e-5)
+    np.testing.assert_allclose(geometry.origin, source_geometry.origin, atol=1e-4)
+    assert check_dataset(folder).ok

@@ -5,14 +5,32 @@ import threading
 import numpy as np
 import pytest
 import torch
-
 from _sam_stub import ThresholdSegmenter, ellipsoid
+
 from nnsam_engine.annotation.cache import EmbeddingCache, embedding_key
-from nnsam_engine.annotation.embeddings import EmbeddingService, SliceSource, neighbour_order
-from nnsam_engine.annotation.intensity import CT_PRESETS, Window, percentile_window, to_sam_rgb
-from nnsam_engine.annotation.propagation import (PropagatedSlice, PropagationSettings, PropagationStop, propagate,
-                                                 prompt_from_mask)
-from nnsam_engine.annotation.segmenter import PromptResult, PromptSegmenter, SliceEmbedding
+from nnsam_engine.annotation.embeddings import (
+    EmbeddingService,
+    SliceSource,
+    neighbour_order,
+)
+from nnsam_engine.annotation.intensity import (
+    CT_PRESETS,
+    Window,
+    percentile_window,
+    to_sam_rgb,
+)
+from nnsam_engine.annotation.propagation import (
+    PropagatedSlice,
+    PropagationSettings,
+    PropagationStop,
+    prompt_from_mask,
+    propagate,
+)
+from nnsam_engine.annotation.segmenter import (
+    PromptResult,
+    PromptSegmenter,
+    SliceEmbedding,
+)
 from nnsam_engine.errors import WeightsError
 from nnsam_engine.network.weights import resolve_weights, sha256_file
 

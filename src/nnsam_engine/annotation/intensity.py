@@ -34,7 +34,7 @@ class Window:
                              f"{self.lower}.")
 
     @classmethod
-    def from_level_width(cls, level: float, width: float) -> "Window":
+    def from_level_width(cls, level: float, width: float) -> Window:
         """Build a window from a radiology level (centre) and width."""
         return cls(level - width / 2.0, level + width / 2.0)
 

@@ -110,7 +110,7 @@ class PromptSegmenter:
         self._resize = ResizeLongestSide(self.input_size)
 
     @classmethod
-    def load(cls, weights: SamWeights | str | None = None, device: str | None = None) -> "PromptSegmenter":
+    def load(cls, weights: SamWeights | str | None = None, device: str | None = None) -> PromptSegmenter:
         """Build MobileSAM with verified weights.
 
         Parameters
