@@ -37,12 +37,12 @@ class ThresholdSegmenter:
         mask = np.zeros(bright.shape, dtype=bool)
         if points is not None:
             for point, label in zip(np.asarray(points), np.asarray(labels)):
-                row, column = (int(round(value)) for value in point)
+                row, column = (round(float(value)) for value in point)
                 inside = 0 <= row < bright.shape[0] and 0 <= column < bright.shape[1]
                 if label == 1 and inside and components[row, column]:
                     mask |= components == components[row, column]
         if box is not None:
-            row_min, column_min, row_max, column_max = (int(round(value)) for value in box)
+            row_min, column_min, row_max, column_max = (round(float(value)) for value in box)
             in_box = np.zeros_like(mask)
             in_box[max(row_min, 0):row_max + 1, max(column_min, 0):column_max + 1] = True
             mask = (mask if points is not None else bright) & in_box

@@ -8,9 +8,9 @@ one users run.
 
 import numpy as np
 import pytest
+from _sam_stub import ThresholdSegmenter, ellipsoid
 from qtpy.QtCore import Qt
 
-from _sam_stub import ThresholdSegmenter, ellipsoid
 from napari_nnsam._annotate_widget import SHORTCUTS, AnnotationWidget
 from nnsam_engine.annotation.segmenter import PromptSegmenter
 
@@ -278,7 +278,7 @@ def test_window_change_gives_new_embeddings(viewer, qtbot):
 
 
 def test_shortcuts_are_bound_and_shown(viewer, qtbot):
-    image, _ = add_blob(viewer)
+    add_blob(viewer)
     widget = make_widget(viewer, qtbot, ThresholdSegmenter())
     bound = {str(key) for key in viewer.keymap}
 
@@ -334,7 +334,7 @@ def test_real_mobilesam_preview_and_cache(viewer, qtbot):
 
 
 @pytest.mark.slow
-def test_hippocampus_annotation_becomes_training_case(viewer, qtbot, shared_data, tmp_path):
+def test_hippocampus_annotation_becomes_training_case(viewer, qtbot, shared_data, tmp_path, record_path):
     """Real MRI volume and real MobileSAM: prompt, propagate, accept, then add the case to a new dataset."""
     from napari_nnsam._dataset_widget import DatasetWidget
     from napari_nnsam._reader import read_layers
@@ -344,15 +344,6 @@ def test_hippocampus_annotation_becomes_training_case(viewer, qtbot, shared_data
     source = shared_data / "Dataset004_Hippocampus" / "imagesTr" / "hippocampus_001_0000.nii.gz"
     data, kwargs, _ = read_layers(str(source))[0]
     image = viewer.add_image(data, **kwargs)
-    dataset_widget = DatasetWidget(viewer)
-    viewer.window.add_dock_widget(dataset_widget, name="nnSAM dataset")
-    dataset_widget.picker.folder_edit.setText(str(tmp_path / "workspace"))
-    dataset_widget.picker.refresh()
-    dataset_widget.new_toggle.click()
-    dataset_widget.new_form.name_edit.setText("Annotated")
-    dataset_widget.new_form.channels_edit.setText("MRI")
-    dataset_widget.new_form.labels_edit.setText("hippocampus")
-    dataset_widget.new_form.create_button.click()
     widget = make_widget(viewer, qtbot)
     widget.image_combo.setCurrentText(image.name)
     middle = data.shape[0] // 2
@@ -365,7 +356,23 @@ def test_hippocampus_annotation_becomes_training_case(viewer, qtbot, shared_data
     widget.max_slices_spin.setValue(2)
     widget.propagate()
     qtbot.waitUntil(lambda: not widget.is_propagating(), timeout=WAIT_MS)
+    viewer.window._qt_window.resize(1500, 1000)
+    viewer.reset_view()
+    qtbot.wait(300)
+    viewer.screenshot(str(record_path("docs/images/annotate_widget.png")), canvas_only=False)
     accepted = widget.accept()
+
+    dataset_widget = DatasetWidget(viewer)
+    viewer.window.add_dock_widget(dataset_widget, name="nnSAM dataset")
+    dataset_widget.picker.folder_edit.setText(str(tmp_path / "workspace"))
+    dataset_widget.picker.refresh()
+    dataset_widget.new_toggle.click()
+    dataset_widget.new_form.name_edit.setText("Annotated")
+    dataset_widget.new_form.channels_edit.setText("MRI")
+    dataset_widget.new_form.labels_edit.setText("hippocampus")
+    dataset_widget.new_form.create_button.click()
+    assert "SAM preview" not in [dataset_widget.labels_combo.itemText(i)
+                                 for i in range(dataset_widget.labels_combo.count())]
     widget.add_to_dataset()
     qtbot.waitUntil(lambda: not dataset_widget.is_busy(), timeout=WAIT_MS)
 

@@ -6,7 +6,6 @@ it is trained here through the engine (2 epochs of 2 iterations on the CPU).
 """
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from napari_nnsam import _jobs_qt
 from napari_nnsam._predict_widget import PredictWidget
 
 DATASET = "Dataset990_Phantom"
-REPOSITORY = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPOSITORY / "docs" / "images" / "predict_widget.png"
 TIMEOUT_MS = 300_000
 
 
@@ -111,7 +108,7 @@ def test_predict_widget_lists_trained_model(predict_widget):
     assert widget.predict_button.isEnabled()
 
 
-def test_predict_widget_3d_image(predict_widget, qtbot, trained_workspace):
+def test_predict_widget_3d_image(predict_widget, qtbot, trained_workspace, record_path):
     widget = predict_widget
     image = add_phantom_image(widget.viewer, trained_workspace)
     widget.viewer.layers.selection.active = image
@@ -136,8 +133,7 @@ def test_predict_widget_3d_image(predict_widget, qtbot, trained_workspace):
     widget.viewer.dims.set_point(0, image.translate[0] + 4 * image.scale[0])
     widget.viewer.reset_view()
     qtbot.wait(500)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    widget.viewer.screenshot(str(SCREENSHOT), canvas_only=False)
+    widget.viewer.screenshot(str(record_path("docs/images/predict_widget.png")), canvas_only=False)
 
 
 def test_predict_widget_2d_image(predict_widget, qtbot, trained_workspace):

@@ -8,10 +8,9 @@ predict widget tests of the same session reuse its planned dataset and model.
 import datetime
 import json
 import os
-import shutil
 import platform
+import shutil
 import time
-from pathlib import Path
 
 import pytest
 from qtpy.QtCore import QTimer
@@ -21,9 +20,6 @@ from napari_nnsam._jobs_qt import FAILED, INTERRUPTED, SUCCEEDED, job_outcome
 from napari_nnsam._train_widget import TrainWidget, _probe_environment
 
 DATASET = "Dataset990_Phantom"
-REPOSITORY = Path(__file__).resolve().parents[1]
-STALL_RESULT = REPOSITORY / "benchmarks" / "results" / "gui-stall.json"
-SCREENSHOT = REPOSITORY / "docs" / "images" / "train_widget.png"
 # Generous: planning and each short training job take well under a minute here, but CI machines can be slow.
 PLAN_TIMEOUT_MS = 300_000
 JOB_TIMEOUT_MS = 600_000
@@ -106,7 +102,7 @@ def test_train_widget_plans_dataset(train_widget, qtbot):
     assert widget.start_button.isEnabled()
 
 
-def test_train_widget_trains_and_plots(planned_workspace, train_widget, qtbot):
+def test_train_widget_trains_and_plots(planned_workspace, train_widget, qtbot, record_path):
     widget = train_widget
     wait_for_plans(widget, qtbot)
     choose_settings(widget, epochs=2, iterations=2)
@@ -136,8 +132,7 @@ def test_train_widget_trains_and_plots(planned_workspace, train_widget, qtbot):
     longest_ms = 1000 * max(gaps)
     print(f"\nLongest event-loop stall while training: {longest_ms:.0f} ms over {len(ticks)} ticks "
           f"({ticks[-1] - ticks[0]:.0f} s)")
-    STALL_RESULT.parent.mkdir(parents=True, exist_ok=True)
-    STALL_RESULT.write_text(json.dumps({
+    record_path("benchmarks/results/gui-stall.json").write_text(json.dumps({
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "longest_stall_ms": round(longest_ms, 1),
         "timer_interval_ms": 10,
@@ -159,8 +154,7 @@ def test_train_widget_trains_and_plots(planned_workspace, train_widget, qtbot):
     dock.setFloating(True)
     dock.resize(560, 1330)
     qtbot.wait(500)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert widget.grab().save(str(SCREENSHOT))
+    assert widget.grab().save(str(record_path("docs/images/train_widget.png")))
 
 
 def test_train_widget_stop_then_continue(planned_workspace, train_widget, qtbot):

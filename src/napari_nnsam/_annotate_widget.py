@@ -8,8 +8,8 @@ layer as one undoable edit. Propagate segments the neighbouring slices one by on
 a worker thread. Embeddings are computed ahead for the slices around the displayed one
 by :class:`nnsam_engine.annotation.embeddings.EmbeddingService` and cached.
 
-SAM sees each slice as the image layer shows it: the intensity window is the layer's
-contrast limits.
+SAM's input is each slice as the image layer shows it: the intensity window is the
+layer's contrast limits.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import _annotate_geometry as geometry
+from ._common import SAM_ROLE_KEY
 from ._jobs_qt import (
     StatusLabel,
     add_scrolling_content,
@@ -56,8 +57,6 @@ SHORTCUTS = {
     "propagate": "Shift-G",
     "toggle_sign": "Shift-T",
 }
-#: Metadata that marks the layers this widget creates, so they are not offered as images or labels.
-ROLE_KEY = "nnsam_sam_role"
 PREVIEW_COLOR = (1.0, 0.8, 0.0, 1.0)
 #: Window presets besides the layer's own contrast limits (see nnsam_engine.annotation.intensity.CT_PRESETS).
 _PERCENTILE_PRESET = "Percentiles 0.5-99.5 %"
@@ -398,7 +397,7 @@ class AnnotationWidget(QWidget):
     # --- layers --------------------------------------------------------------------------------------
 
     def _own_layer(self, layer) -> bool:
-        return ROLE_KEY in getattr(layer, "metadata", {})
+        return SAM_ROLE_KEY in getattr(layer, "metadata", {})
 
     def _refresh_layer_combos(self, _event=None) -> None:
         from napari.layers import Image, Labels
@@ -410,7 +409,8 @@ class AnnotationWidget(QWidget):
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
-            combo.setCurrentText(current if current in names else (names[-1] if names else ""))
+            fallback = names[-1] if names else ""
+            combo.setCurrentText(current if current in names else fallback)
             combo.blockSignals(False)
         if self.image_combo.currentText() != getattr(self.image_layer, "name", ""):
             self._image_chosen(self.image_combo.currentText())
@@ -484,20 +484,20 @@ class AnnotationWidget(QWidget):
         transform = geometry.transform_kwargs(image)
         shape = geometry.spatial_shape(image)
         ndim = len(shape)
-        point_size = max(1.0, 0.02 * max(shape[-2:]))
+        point_size = max(2.0, 0.02 * max(shape[-2:]))
         self.preview_layer = self.viewer.add_labels(
             np.zeros(shape, dtype=np.uint8), name="SAM preview", opacity=0.6,
             colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: PREVIEW_COLOR}),
-            metadata={ROLE_KEY: "preview"}, **transform)
+            metadata={SAM_ROLE_KEY: "preview"}, **transform)
         self.box_layer = self.viewer.add_shapes(
             ndim=ndim, name="SAM box", edge_color="yellow", face_color="transparent", edge_width=point_size / 3,
-            metadata={ROLE_KEY: "box"}, **transform)
+            metadata={SAM_ROLE_KEY: "box"}, **transform)
         self.negative_layer = self.viewer.add_points(
             np.empty((0, ndim)), ndim=ndim, name="SAM negative points", face_color="red", size=point_size,
-            metadata={ROLE_KEY: "negative"}, **transform)
+            metadata={SAM_ROLE_KEY: "negative"}, **transform)
         self.positive_layer = self.viewer.add_points(
             np.empty((0, ndim)), ndim=ndim, name="SAM positive points", face_color="lime", size=point_size,
-            metadata={ROLE_KEY: "positive"}, **transform)
+            metadata={SAM_ROLE_KEY: "positive"}, **transform)
         for layer in (self.positive_layer, self.negative_layer, self.box_layer):
             layer.events.data.connect(self._prompts_changed)
         self.box_layer.mode = "add_rectangle"
@@ -543,7 +543,7 @@ class AnnotationWidget(QWidget):
         self.set_window(lower, upper)
 
     def set_window(self, lower: float, upper: float) -> None:
-        """Set the image layer's contrast limits, which are the intensity window SAM sees."""
+        """Set the image layer's contrast limits, which are the intensity window of SAM's input."""
         layer = self.image_layer
         range_lower, range_upper = layer.contrast_limits_range
         if lower < range_lower or upper > range_upper:
@@ -661,7 +661,7 @@ class AnnotationWidget(QWidget):
             return
         try:
             self._predict_displayed_slice()
-        except Exception as error:  # shown in the widget: a failed preview must not end the napari session
+        except Exception as error:  # noqa: BLE001 (shown in the widget: a failed preview must not end napari)
             self.status.show_error(error)
 
     def _predict_displayed_slice(self) -> None:
@@ -672,6 +672,7 @@ class AnnotationWidget(QWidget):
             return
         if index is None:
             return
+
         points, labels, box = self.prompts_on_slice(axis, index)
         key = geometry.slice_key(axis, index, self.preview_layer.ndim)
         if len(points) == 0 and box is None:
@@ -680,12 +681,14 @@ class AnnotationWidget(QWidget):
                 self.preview_layer.data[key] = 0
                 self.preview_layer.refresh()
             return
+
         embedding = self.service.lookup(index)
         if embedding is None:
             self._waiting_index = index
             self._schedule_prefetch()
             self.status.show_message(f"Computing the SAM embedding of slice {index}; the preview follows.")
             return
+
         self._waiting_index = None
         started = time.perf_counter()
         result = self.segmenter.predict(embedding, points if len(points) else None, labels, box)
@@ -693,6 +696,7 @@ class AnnotationWidget(QWidget):
         self.preview_layer.refresh()
         self.last_preview_ms = (time.perf_counter() - started) * 1000
         self._prompted_slices.add(index)
+
         where = f"slice {index}" if axis is not None else "the image"
         self.status.show_message(
             f"Preview on {where}: {int(result.mask.sum())} pixels, predicted IoU {result.score:.2f}, "
@@ -764,9 +768,9 @@ class AnnotationWidget(QWidget):
 
     def next_object(self) -> None:
         """Accept the preview, if any, and switch to the next unused label value."""
-        if self.preview_layer is not None and self.preview_layer.data.any():
-            if not self.accept():
-                return
+        has_preview = self.preview_layer is not None and self.preview_layer.data.any()
+        if has_preview and not self.accept():
+            return
         labels = self.labels_layer()
         used = int(np.max(labels.data)) if labels is not None and labels.data.size else 0
         self.label_spin.setValue(max(used, self.label_spin.value()) + 1)
@@ -885,7 +889,7 @@ class AnnotationWidget(QWidget):
         stats = self.cache.stats
         text = (f"{stats.memory_entries} embeddings in memory ({stats.memory_bytes / 2**20:.0f} of "
                 f"{self.memory_spin.value()} MiB), {self.service.pending()} waiting, {self.service.computed} "
-                f"computed; {stats.memory_hits + stats.disk_hits} revisits served from the cache.")
+                f"computed; {stats.memory_hits + stats.disk_hits} cache hits.")
         if self.cache.disk_folder is not None:
             text += f" On disk: {stats.disk_bytes / 2**20:.0f} MiB in {self.cache.disk_folder}."
         self.stats_label.setText(text)

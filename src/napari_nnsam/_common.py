@@ -5,9 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from qtpy.QtCore import QSettings, Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 _SETTINGS_KEY = "napari-nnsam/workspace"
+
+
+#: Layer metadata key that marks the prompt and preview layers of the SAM annotation widget.
+SAM_ROLE_KEY = "nnsam_sam_role"
 
 
 def default_workspace_folder() -> str:

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._common import WorkspaceDatasetPicker
+from ._common import SAM_ROLE_KEY, WorkspaceDatasetPicker
 from ._dataset_dialogs import NewDatasetForm, RemapDialog
 
 logger = logging.getLogger(__name__)
@@ -311,7 +311,9 @@ class DatasetWidget(QWidget):
         from napari.layers import Image, Labels
 
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
-        labels = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)]
+        # The SAM annotation widget's preview is a Labels layer, but not one to save as a case.
+        labels = [layer.name for layer in self.viewer.layers
+                  if isinstance(layer, Labels) and SAM_ROLE_KEY not in layer.metadata]
         for index, combo in enumerate(self.channel_combos):
             self._set_combo_items(combo, images, default=images[index] if index < len(images) else None)
         self._set_combo_items(self.labels_combo, labels, default=labels[-1] if labels else None)
@@ -409,7 +411,11 @@ class DatasetWidget(QWidget):
         self._show_message(f"{note}\nCheck: {report.summary()}; {next_step}.".strip())
 
     def _apply_fix(self, fix) -> None:
-        from nnsam_engine.dataset.fixes import REMAP_LABELS, copy_image_geometry_to_label, remap_label_values
+        from nnsam_engine.dataset.fixes import (
+            REMAP_LABELS,
+            copy_image_geometry_to_label,
+            remap_label_values,
+        )
 
         folder = self.dataset_folder()
         if fix.kind != REMAP_LABELS:

@@ -12,11 +12,20 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from qtpy.QtCore import QEvent, QEventLoop, QObject, Qt, QTimer, Signal
-from qtpy.QtWidgets import QApplication, QFrame, QLabel, QMessageBox, QProgressDialog, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QApplication,
+    QFrame,
+    QLabel,
+    QMessageBox,
+    QProgressDialog,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +47,13 @@ class _VerticalScrollArea(QScrollArea):
     def _content_width(self, content_hint) -> int:
         return content_hint.width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
 
-    def minimumSizeHint(self):  # noqa: N802 (Qt's name)
+    def minimumSizeHint(self):
         hint = super().minimumSizeHint()
         if self.widget() is not None:
             hint.setWidth(self._content_width(self.widget().minimumSizeHint()))
         return hint
 
-    def sizeHint(self):  # noqa: N802 (Qt's name)
+    def sizeHint(self):
         hint = super().sizeHint()
         if self.widget() is not None:
             hint.setWidth(self._content_width(self.widget().sizeHint()))
@@ -338,7 +347,7 @@ class CloseGuard(QObject):
         self._running_job = running_job
         self._confirm = confirm
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() != QEvent.Type.Close:
             return False
         job = self._running_job()

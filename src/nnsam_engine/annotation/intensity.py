@@ -77,7 +77,7 @@ def to_sam_rgb(plane: np.ndarray, window: Window | None, rgb: bool = False) -> n
         Intensity window applied to grey values and to colour images that are not uint8.
         Required unless ``plane`` is an 8-bit colour image.
     rgb : bool
-        Whether the last axis of ``plane`` holds colour channels (an alpha channel is dropped).
+        Whether the last axis of ``plane`` contains colour channels (an alpha channel is dropped).
     """
     plane = np.asarray(plane)
     if rgb:
