@@ -6,11 +6,7 @@ import sys
 
 import pytest
 
-from nnsam_engine.inference.catalog import (
-    CHECKPOINT_NAMES,
-    list_trained_models,
-    read_trained_model,
-)
+from nnsam_engine.inference.catalog import (CHECKPOINT_NAMES, list_trained_models, read_trained_model)
 from nnsam_engine.workspace import Workspace
 
 

@@ -13,12 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnsam_engine.dataset import (
-    CheckReport,
-    Problem,
-    check_dataset,
-    require_valid_dataset,
-)
+from nnsam_engine.dataset import CheckReport, Problem, check_dataset, require_valid_dataset
 from nnsam_engine.errors import DatasetCheckError
 
 SHAPE_3D = (4, 8, 8)
@@ -148,7 +143,7 @@ def test_progress_called_after_each_case(dataset):
 
 
 def test_each_file_read_once(tmp_path, monkeypatch):
-    from nnsam_engine.dataset import case_checks
+    import nnsam_engine.dataset.case_checks as case_checks
 
     folder = make_dataset(tmp_path, num_channels=2)
     reads = []

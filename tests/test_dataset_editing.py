@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnsam_engine.dataset import (
-    Geometry,
-    check_dataset,
-    editing,
-    read_image,
-    write_image,
-)
+from nnsam_engine.dataset import Geometry, check_dataset, read_image, write_image
+from nnsam_engine.dataset import editing
 from nnsam_engine.dataset.editing import (
     add_training_case,
     create_dataset,

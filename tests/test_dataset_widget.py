@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from napari.layers import Image, Labels
 
+from napari.layers import Image, Labels
 from napari_nnsam._dataset_dialogs import RemapDialog, split_names
 from napari_nnsam._dataset_widget import DatasetWidget
 from nnsam_engine.dataset import Geometry, read_image, write_image

@@ -190,11 +190,7 @@ def test_nnsam_3d_training_step(hippocampus):
 
 
 def test_training_job_stop_and_continue(hippocampus):
-    from nnsam_engine.jobs.training_job import (
-        TrainingJob,
-        TrainingRequest,
-        wait_for_first_epoch,
-    )
+    from nnsam_engine.jobs.training_job import TrainingJob, TrainingRequest, wait_for_first_epoch
     from nnsam_engine.workspace import Workspace
 
     workspace = Workspace.resolve(hippocampus["workspace"])

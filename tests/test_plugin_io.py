@@ -8,12 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from napari_nnsam._geometry import (
-    GEOMETRY_KEY,
-    geometry_from_attributes,
-    geometry_from_layer,
-    layer_kwargs,
-)
+from napari_nnsam._geometry import GEOMETRY_KEY, geometry_from_attributes, geometry_from_layer, layer_kwargs
 from napari_nnsam._reader import get_reader
 from napari_nnsam._writer import write_labels
 from nnsam_engine.dataset.io import Geometry

@@ -6,12 +6,7 @@ import pytest
 
 from nnsam_engine.errors import TrainingError
 from nnsam_engine.training.options import TrainingOptions
-from nnsam_engine.training.run import (
-    LOCK_FILE,
-    _fold_lock,
-    parse_fold,
-    resolve_configuration,
-)
+from nnsam_engine.training.run import LOCK_FILE, _fold_lock, parse_fold, resolve_configuration
 
 
 @pytest.mark.parametrize("configuration,model,expected", [

@@ -411,11 +411,7 @@ class DatasetWidget(QWidget):
         self._show_message(f"{note}\nCheck: {report.summary()}; {next_step}.".strip())
 
     def _apply_fix(self, fix) -> None:
-        from nnsam_engine.dataset.fixes import (
-            REMAP_LABELS,
-            copy_image_geometry_to_label,
-            remap_label_values,
-        )
+        from nnsam_engine.dataset.fixes import REMAP_LABELS, copy_image_geometry_to_label, remap_label_values
 
         folder = self.dataset_folder()
         if fix.kind != REMAP_LABELS:

@@ -12,20 +12,11 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
+from typing import Callable
 
 from qtpy.QtCore import QEvent, QEventLoop, QObject, Qt, QTimer, Signal
-from qtpy.QtWidgets import (
-    QApplication,
-    QFrame,
-    QLabel,
-    QMessageBox,
-    QProgressDialog,
-    QScrollArea,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QApplication, QFrame, QLabel, QMessageBox, QProgressDialog, QScrollArea, QVBoxLayout, QWidget
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +38,13 @@ class _VerticalScrollArea(QScrollArea):
     def _content_width(self, content_hint) -> int:
         return content_hint.width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
 
-    def minimumSizeHint(self):
+    def minimumSizeHint(self):  # noqa: N802 (Qt's name)
         hint = super().minimumSizeHint()
         if self.widget() is not None:
             hint.setWidth(self._content_width(self.widget().minimumSizeHint()))
         return hint
 
-    def sizeHint(self):
+    def sizeHint(self):  # noqa: N802 (Qt's name)
         hint = super().sizeHint()
         if self.widget() is not None:
             hint.setWidth(self._content_width(self.widget().sizeHint()))
@@ -347,7 +338,7 @@ class CloseGuard(QObject):
         self._running_job = running_job
         self._confirm = confirm
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
         if event.type() != QEvent.Type.Close:
             return False
         job = self._running_job()

@@ -13,28 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit,
+                            QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from ._common import WorkspaceDatasetPicker
-from ._jobs_qt import (
-    StatusLabel,
-    add_scrolling_content,
-    hide_triton_if_llvm_loaded,
-    run_generator_in_worker,
-    run_in_worker,
-)
+from ._jobs_qt import (StatusLabel, add_scrolling_content, hide_triton_if_llvm_loaded, run_generator_in_worker,
+                       run_in_worker)
 
 _DEVICES = ("cpu", "cuda", "mps")
 _MODEL_TOOLTIP = "Trained models of the dataset: configuration, model and the checkpoints of each fold"

@@ -16,36 +16,12 @@ from __future__ import annotations
 
 import math
 
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ._common import WorkspaceDatasetPicker
-from ._jobs_qt import (
-    FAILED,
-    INTERRUPTED,
-    SUCCEEDED,
-    CloseGuard,
-    StatusLabel,
-    TrainingWatcher,
-    add_scrolling_content,
-    ask_stop_on_close,
-    run_in_worker,
-    start_training_job,
-    stop_in_background,
-)
+from ._jobs_qt import (FAILED, INTERRUPTED, SUCCEEDED, CloseGuard, StatusLabel, TrainingWatcher, add_scrolling_content,
+                       ask_stop_on_close, run_in_worker, start_training_job, stop_in_background)
 from ._loss_plot import LossPlot
 
 _DEVICES = ("cpu", "cuda", "mps")

@@ -4,8 +4,8 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Iterator
 
 
 @contextlib.contextmanager

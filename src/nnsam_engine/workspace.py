@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Mapping
 
 from .errors import WorkspaceError
 
@@ -45,7 +45,7 @@ class Workspace:
     @classmethod
     def resolve(cls, root: os.PathLike | str | None = None, *, raw: os.PathLike | str | None = None,
                 preprocessed: os.PathLike | str | None = None, results: os.PathLike | str | None = None,
-                environ: Mapping[str, str] | None = None) -> Workspace:
+                environ: Mapping[str, str] | None = None) -> "Workspace":
         """Resolve the three folders.
 
         Parameters
@@ -76,7 +76,7 @@ class Workspace:
                    paths[PREPROCESSED_VARIABLE].expanduser().absolute(),
                    paths[RESULTS_VARIABLE].expanduser().absolute(), sources)
 
-    def create(self) -> Workspace:
+    def create(self) -> "Workspace":
         """Create the three folders if needed; raise WorkspaceError if one cannot be created."""
         for name, path in (("raw", self.raw), ("preprocessed", self.preprocessed), ("results", self.results)):
             try:

@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from ..atomic import write_json_atomic
     from ..dataset.check import check_dataset
     from ..dataset.locate import resolve_dataset
+    from ..atomic import write_json_atomic
 
     dataset = resolve_dataset(args.dataset, _workspace(args), link=False)
     report = check_dataset(dataset.raw_folder, spacing_tolerance=args.spacing_tolerance)
@@ -71,8 +71,7 @@ def train(args: argparse.Namespace) -> int:
     from ..dataset.locate import resolve_dataset
     from ..planning.configurations import is_nnsam
     from ..training.options import TrainingOptions
-    from ..training.run import resolve_configuration
-    from ..training.run import train as run_training
+    from ..training.run import resolve_configuration, train as run_training
 
     workspace = _workspace(args).create()
     dataset = resolve_dataset(args.dataset, workspace)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
+from typing import Callable
 
 from ..errors import DatasetCheckError
 from .case_checks import check_case, has_color_channels, load_case

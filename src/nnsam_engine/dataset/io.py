@@ -46,7 +46,7 @@ class Geometry:
         return len(self.spacing)
 
     @classmethod
-    def identity(cls, spacing: tuple[float, ...]) -> Geometry:
+    def identity(cls, spacing: tuple[float, ...]) -> "Geometry":
         """Return a geometry with the given spacing, origin 0 and identity direction."""
         ndim = len(spacing)
         return cls(tuple(float(s) for s in spacing), (0.0,) * ndim, tuple(np.eye(ndim).ravel().tolist()))
@@ -62,7 +62,7 @@ class Geometry:
         image.SetDirection(self.direction)
 
     @classmethod
-    def from_sitk(cls, image) -> Geometry:
+    def from_sitk(cls, image) -> "Geometry":
         """Read the geometry of a SimpleITK image."""
         return cls(
             tuple(float(s) for s in reversed(image.GetSpacing())),

@@ -43,12 +43,12 @@ class Problem:
             raise ValueError(f"Invalid severity {self.severity!r}; expected one of {SEVERITIES}.")
 
     @classmethod
-    def error(cls, case: str | None, file: str | None, found: str, expected: str, fix: str) -> Problem:
+    def error(cls, case: str | None, file: str | None, found: str, expected: str, fix: str) -> "Problem":
         """Create a problem with severity "error"."""
         return cls(ERROR, case, file, found, expected, fix)
 
     @classmethod
-    def warning(cls, case: str | None, file: str | None, found: str, expected: str, fix: str) -> Problem:
+    def warning(cls, case: str | None, file: str | None, found: str, expected: str, fix: str) -> "Problem":
         """Create a problem with severity "warning"."""
         return cls(WARNING, case, file, found, expected, fix)
 

@@ -14,14 +14,13 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..atomic import write_json_atomic, write_text_atomic
-from ..dataset.io import SUPPORTED_ENDINGS, read_image
-from ..dataset.io import file_ending as ending_of
+from ..dataset.io import SUPPORTED_ENDINGS, file_ending as ending_of, read_image
 from ..errors import DatasetError
 from . import metrics
 

@@ -17,7 +17,7 @@ Conventions, chosen so that every pair of masks gets a defined value where one e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage

@@ -7,9 +7,9 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .model import LoadedModel
 from .predict import _write_metadata, find_input_cases

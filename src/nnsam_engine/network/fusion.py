@@ -8,7 +8,7 @@ the last two axes are the slice plane.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Sequence
 
 from .sam_encoder import ENCODER_STRIDE, NATIVE_INPUT_SIZE
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import pydoc
-from collections.abc import Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -130,7 +130,7 @@ class NnSAMUNet(nn.Module):
             return
         self._base_initialize(module)
 
-    def train(self, mode: bool = True) -> NnSAMUNet:
+    def train(self, mode: bool = True) -> "NnSAMUNet":
         super().train(mode)
         self.sam_encoder.eval()
         return self

@@ -100,7 +100,7 @@ class SamImageEncoder(nn.Module):
             parameter.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> SamImageEncoder:
+    def train(self, mode: bool = True) -> "SamImageEncoder":
         return super().train(False)
 
     def encoder_state_dict(self) -> dict:

@@ -15,8 +15,8 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
+from typing import Callable
 
 from ..atomic import atomic_path
 from ..errors import WeightsError

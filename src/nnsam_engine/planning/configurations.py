@@ -27,7 +27,7 @@ def nnsam_name(base: str) -> str:
 
 
 def base_name(configuration: str) -> str:
-    return configuration.removesuffix(NNSAM_SUFFIX)
+    return configuration[: -len(NNSAM_SUFFIX)] if configuration.endswith(NNSAM_SUFFIX) else configuration
 
 
 def is_nnsam(configuration: str) -> bool:

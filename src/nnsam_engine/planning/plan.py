@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Sequence
 
 from ..atomic import write_json_atomic
 from ..dataset.check import require_valid_dataset
 from ..dataset.locate import DatasetRef
 from ..errors import PlanError
 from ..workspace import Workspace, activated
-from .configurations import (
-    BASE_CONFIGURATIONS,
-    ConfigurationSummary,
-    NnsamSettings,
-    base_name,
-    make_nnsam_configuration,
-    nnsam_name,
-    summarize,
-)
+from .configurations import (BASE_CONFIGURATIONS, ConfigurationSummary, NnsamSettings, base_name,
+                             make_nnsam_configuration, nnsam_name, summarize)
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +69,8 @@ def plan_dataset(dataset: DatasetRef, workspace: Workspace, configurations: Sequ
     workers = num_processes or int(worker_environment()["nnUNet_def_n_proc"])
     workspace.create()
     with activated(workspace):
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-            extract_fingerprints,
-            plan_experiments,
-        )
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-            preprocess as run_preprocessing,
-        )
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
+                                                                          preprocess as run_preprocessing)
 
         logger.info("Extracting the dataset fingerprint of %s", dataset.name)
         extract_fingerprints([dataset.dataset_id], num_processes=workers, check_dataset_integrity=False,

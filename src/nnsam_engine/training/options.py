@@ -68,7 +68,7 @@ class TrainingOptions:
         return path
 
     @classmethod
-    def read(cls, fold_folder: Path | str | None) -> TrainingOptions:
+    def read(cls, fold_folder: Path | str | None) -> "TrainingOptions":
         """Read the options of a fold folder; defaults if the folder has none."""
         if fold_folder is None or not (Path(fold_folder) / OPTIONS_FILE).is_file():
             return cls()

@@ -7,9 +7,9 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 from ..dataset.check import require_valid_dataset
 from ..dataset.locate import DatasetRef
@@ -146,11 +146,7 @@ def _run_trainer(dataset: DatasetRef, workspace: Workspace, configuration: str, 
 
     holder: dict = {}
     with activated(workspace), _stop_on_signals(holder), _trainer_lookup():
-        from nnunetv2.run.run_training import (
-            get_trainer_from_args,
-            maybe_load_checkpoint,
-            run_training,
-        )
+        from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint, run_training
 
         if num_gpus > 1:
             run_training(dataset.name, configuration, fold, TRAINER_NAME, PLANS_IDENTIFIER, num_gpus=num_gpus,

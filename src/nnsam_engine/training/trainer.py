@@ -78,11 +78,7 @@ class nnSAMTrainer(nnUNetTrainer):
         super().initialize()
         network = self._unwrapped_network()
         if isinstance(network, NnSAMUNet):
-            from ..network.weights import (
-                SamWeights,
-                load_sam_state_dict,
-                verify_weights,
-            )
+            from ..network.weights import SamWeights, load_sam_state_dict, verify_weights
 
             options = self.options
             if options.sam_random:
