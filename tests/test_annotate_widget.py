@@ -100,6 +100,20 @@ def test_point_on_other_axis(viewer, qtbot):
     assert np.array_equal(mask, blob[:, 22, :])
 
 
+def test_axis_change_keeps_preview(viewer, qtbot):
+    image, blob = add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    go_to_slice(viewer, image, 8)
+    click_world(widget, image, image.data_to_world(np.array([8.0, 20.0, 25.0])))
+    wait_for_preview(qtbot, widget, 8)
+
+    viewer.dims.order = (1, 0, 2)
+
+    assert widget.current_slice()[0] == 1
+    assert len(widget.positive_layer.data) == 0
+    assert np.array_equal(widget.preview_layer.data[8] > 0, blob[8])
+
+
 def test_box_limits_mask(viewer, qtbot):
     image, blob = add_blob(viewer, scale=(3.0, 0.5, 0.5))
     widget = make_widget(viewer, qtbot, ThresholdSegmenter())

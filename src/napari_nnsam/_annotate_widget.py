@@ -618,9 +618,12 @@ class AnnotationWidget(QWidget):
             self._schedule_prefetch()
 
     def _axes_changed(self, _event=None) -> None:
-        if self.image_layer is not None:
-            self.clear()
-            self._update_source()
+        if self.image_layer is None:
+            return
+        # A prompt belongs to the slice it was placed on, which another slicing axis would change, so prompts go.
+        # The preview is a mask of the whole volume and stays for review from any axis.
+        self._clear_prompts()
+        self._update_source()
 
     # --- prompts and preview -------------------------------------------------------------------------
 
@@ -755,10 +758,13 @@ class AnnotationWidget(QWidget):
 
     def clear(self) -> None:
         """Remove the preview on every slice and all prompts."""
-        self._prompted_slices.clear()
         if self.preview_layer is not None:
             self.preview_layer.data[...] = 0
             self.preview_layer.refresh()
+        self._clear_prompts()
+
+    def _clear_prompts(self) -> None:
+        self._prompted_slices.clear()
         for layer in (self.positive_layer, self.negative_layer):
             if layer is not None and len(layer.data):
                 layer.data = np.empty((0, layer.ndim))

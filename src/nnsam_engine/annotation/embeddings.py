@@ -245,4 +245,7 @@ class EmbeddingService:
                 self._busy_index = None
                 self._condition.notify_all()
             if self.on_ready is not None and source is self._source:
-                self.on_ready(index)
+                try:
+                    self.on_ready(index)
+                except RuntimeError as error:  # e.g. a Qt receiver deleted while this slice was computed
+                    logger.warning("Notifying that slice %d has an embedding failed: %s", index, error)
