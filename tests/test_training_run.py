@@ -63,3 +63,37 @@ def test_options_round_trip(tmp_path):
 def test_options_reject_invalid(field, value, message):
     with pytest.raises(TrainingError, match=message):
         TrainingOptions(**{field: value})
+
+
+def small_workspace(tmp_path, num_training: int, with_splits: bool = False):
+    import json
+
+    from nnsam_engine.dataset.locate import DatasetRef
+    from nnsam_engine.workspace import Workspace
+
+    workspace = Workspace.resolve(tmp_path / "workspace")
+    preprocessed = workspace.preprocessed / "Dataset777_Small"
+    preprocessed.mkdir(parents=True)
+    (preprocessed / "dataset.json").write_text(json.dumps({"numTraining": num_training}))
+    if with_splits:
+        (preprocessed / "splits_final.json").write_text("[]")
+    return workspace, DatasetRef(dataset_id=777, name="Dataset777_Small", raw_folder=tmp_path / "absent")
+
+
+def test_fold_check_rejects_too_few_cases(tmp_path):
+    from nnsam_engine.training.run import _check_fold_has_split
+
+    workspace, dataset = small_workspace(tmp_path, 3)
+
+    with pytest.raises(TrainingError, match="has 3 training case\\(s\\), but fold 2 .* train fold 'all'"):
+        _check_fold_has_split(workspace, dataset, 2)
+
+
+@pytest.mark.parametrize("fold,num_training,with_splits", [("all", 3, False), (5, 3, False), (0, 5, False),
+                                                            (0, 3, True)])
+def test_fold_check_accepts_possible_split(tmp_path, fold, num_training, with_splits):
+    from nnsam_engine.training.run import _check_fold_has_split
+
+    workspace, dataset = small_workspace(tmp_path, num_training, with_splits)
+
+    _check_fold_has_split(workspace, dataset, fold)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 TRAINER_NAME = "nnSAMTrainer"
 LOCK_FILE = ".nnsam_training.lock"
+#: Folds of nnU-Net's cross-validation split.
+NUM_FOLDS = 5
 _TRAINER_LOOKUP_FOLDER = Path(__file__).resolve().parent / "nnunet_trainers"
 
 
@@ -54,6 +57,28 @@ def parse_fold(fold: str | int) -> int | str:
     if value < 0:
         raise TrainingError(f"Fold must be 0 to 4 or 'all', got {value}.")
     return value
+
+
+def _check_fold_has_split(workspace: Workspace, dataset: DatasetRef, fold: int | str) -> None:
+    """Raise TrainingError when nnunetv2 cannot make fold 0-4 because the dataset has fewer than 5 cases.
+
+    Without ``splits_final.json``, nnunetv2 2.8 creates a 5-fold split of the training cases, which
+    fails with scikit-learn's "n_splits=5 ... greater than the number of samples" for fewer than 5 cases.
+    """
+    if fold == "all" or fold >= NUM_FOLDS:
+        return
+    preprocessed = workspace.preprocessed / dataset.name
+    if (preprocessed / "splits_final.json").is_file():
+        return
+    try:
+        num_cases = int(json.loads((preprocessed / "dataset.json").read_text(encoding="utf-8"))["numTraining"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # nnunetv2 reports a missing or invalid dataset.json itself
+    if num_cases < NUM_FOLDS:
+        raise TrainingError(
+            f"{dataset.name} has {num_cases} training case(s), but fold {fold} of nnU-Net's 5-fold "
+            f"cross-validation needs at least {NUM_FOLDS}. Add cases, or train fold 'all', which trains on "
+            "every case without a validation split.")
 
 
 @contextlib.contextmanager
@@ -128,6 +153,7 @@ def train(dataset: DatasetRef, workspace: Workspace, configuration: str, fold: i
                         f"{workspace.preprocessed / dataset.name / data_identifier}. Run `nnsam plan {dataset.name} "
                         f"-c {base_name(configuration)}`.")
     fold = parse_fold(fold)
+    _check_fold_has_split(workspace, dataset, fold)
     folder = fold_folder(workspace, dataset, configuration, fold)
     if not continue_training and (folder / "checkpoint_final.pth").is_file():
         raise TrainingError(f"{folder} already holds a finished training. Use --continue to extend it "
