@@ -118,7 +118,7 @@ def test_verify_truncated_file(tmp_path, good_sha):
 
 
 def test_verify_official_hash_checks_official_size(good_file):
-    with pytest.raises(WeightsError, match=f"truncated: found {len(GOOD_BYTES)} bytes, expected {OFFICIAL_SIZE} bytes"):
+    with pytest.raises(WeightsError, match=f"wrong size: found {len(GOOD_BYTES)} bytes, expected {OFFICIAL_SIZE} bytes"):
         verify_weights(good_file)
 
 

@@ -81,6 +81,9 @@ def resolve_dataset(spec: str | int | os.PathLike, workspace: Workspace, *, link
                 "or check --workspace / $nnUNet_raw."
             )
         return DatasetRef(int(text), found.name, found)
+    if os.sep in text or text.startswith((".", "~")):
+        raise DatasetError(f"Dataset folder not found: {candidate.absolute()}. Check the path, or pass a dataset "
+                           "name such as Dataset004_Hippocampus to look it up in the workspace's raw folder.")
     dataset_id, _ = parse_dataset_name(text)
     found = workspace.raw / text
     if not found.is_dir():

@@ -96,6 +96,9 @@ def load_model(model_folder: Path | str, folds: Sequence | None = None, checkpoi
     from ..network.nnsam_unet import NnSAMUNet
 
     model_folder = Path(model_folder)
+    if not model_folder.is_dir():
+        raise ModelError(f"Model folder not found: {model_folder}. Train the model first, or check the dataset, "
+                         "configuration and --workspace (or pass the folder that training created).")
     for name in ("plans.json", "dataset.json"):
         if not (model_folder / name).is_file():
             raise ModelError(f"{model_folder} is not a trained model folder: {name} is missing. Pick the folder "

@@ -129,10 +129,8 @@ def _expected_size(expected_sha256: str, expected_size: int | None) -> int | Non
 
 def _size_problem(found: int, expected: int) -> str:
     if found < expected:
-        return (
-            f"truncated: found {found} bytes, expected {expected} bytes, which is likely the result "
-            "of an interrupted download"
-        )
+        return (f"wrong size: found {found} bytes, expected {expected} bytes (an interrupted download leaves a "
+                "shorter file)")
     return f"wrong size: found {found} bytes, expected {expected} bytes"
 
 
