@@ -103,11 +103,26 @@ def _model_folder(args: argparse.Namespace) -> Path:
     return fold_folder(workspace, dataset, configuration, 0).parent
 
 
+def _check_inputs_before_loading(model_folder: Path, input_folder: Path) -> None:
+    """Check the input folder's case names against the model's dataset.json, so a mistake costs no model loading."""
+    from ..inference.predict import find_input_cases
+
+    try:
+        description = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
+        file_ending = description["file_ending"]
+        num_channels = len(description.get("channel_names") or description["modality"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # load_model reports a missing or invalid model folder
+    find_input_cases(input_folder, file_ending, num_channels)
+
+
 def predict(args: argparse.Namespace) -> int:
     from ..inference.model import load_model
     from ..inference.predict import predict_folder
 
-    model = load_model(_model_folder(args), args.folds, args.checkpoint, device=args.device,
+    model_folder = _model_folder(args)
+    _check_inputs_before_loading(model_folder, Path(args.input))
+    model = load_model(model_folder, args.folds, args.checkpoint, device=args.device,
                        sam_weights=args.sam_weights, sam_sha256=args.sam_weights_sha256,
                        use_mirroring=not args.disable_tta, tile_step_size=args.step_size)
     written = predict_folder(model, args.input, args.output, save_probabilities=args.save_probabilities,
