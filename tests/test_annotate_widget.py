@@ -400,3 +400,123 @@ def test_hippocampus_annotation_becomes_training_case(viewer, qtbot, shared_data
     np.testing.assert_allclose(geometry.spacing, source_geometry.spacing, rtol=1e-5)
     np.testing.assert_allclose(geometry.origin, source_geometry.origin, atol=1e-4)
     assert check_dataset(folder).ok
+
+
+SAM_LAYER_NAMES = ["SAM preview", "SAM box", "SAM negative points", "SAM positive points"]
+
+
+def sam_layer_names(viewer) -> list[str]:
+    return [layer.name for layer in viewer.layers if layer.name.startswith("SAM")]
+
+
+def test_switching_image_keeps_one_layer_set(viewer, qtbot):
+    first, _ = add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    second = viewer.add_image(np.zeros((4, 10, 12), dtype=np.float32), name="second")
+
+    widget.image_combo.setCurrentText(second.name)
+    widget.image_combo.setCurrentText(first.name)
+    viewer.layers.remove(first)
+
+    assert widget.image_layer is second
+    assert sorted(sam_layer_names(viewer)) == sorted(SAM_LAYER_NAMES)
+    assert widget.positive_layer.name == "SAM positive points"
+
+
+def test_closing_dock_shuts_widget_down(viewer, qtbot):
+    image, _ = add_blob(viewer)
+    widget = AnnotationWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name="SAM annotation")
+    qtbot.waitUntil(lambda: widget.segmenter is not None, timeout=WAIT_MS)
+    widget.use_segmenter(ThresholdSegmenter())
+
+    viewer.window.remove_dock_widget(dock)
+    viewer.layers.remove(image)
+    add_blob(viewer)
+
+    assert widget.service is None
+    assert sam_layer_names(viewer) == []
+    bound = {str(key) for key in viewer.keymap}
+    assert not bound & {key.replace("-", "+") for key in SHORTCUTS.values()}
+
+
+def test_renamed_labels_layer_stays_chosen(viewer, qtbot):
+    image, blob = add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    labels = widget.new_labels_layer()
+    labels.name = "hippocampus mask"
+    go_to_slice(viewer, image, 8)
+    click_world(widget, image, image.data_to_world(np.array([8.0, 20.0, 25.0])))
+    wait_for_preview(qtbot, widget, 8)
+
+    widget.accept()
+
+    assert widget.labels_combo.currentText() == "hippocampus mask"
+    assert np.array_equal(labels.data[8] == 1, blob[8])
+    assert [layer.name for layer in viewer.layers if layer.name.endswith("labels")] == []
+
+
+def test_3d_view_keeps_preview(viewer, qtbot):
+    image, blob = add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    go_to_slice(viewer, image, 8)
+    click_world(widget, image, image.data_to_world(np.array([8.0, 20.0, 25.0])))
+    wait_for_preview(qtbot, widget, 8)
+
+    viewer.dims.ndisplay = 3
+    assert "switch the viewer to 2D view" in widget.status.text()
+    viewer.dims.ndisplay = 2
+
+    assert np.array_equal(widget.preview_layer.data[8] > 0, blob[8])
+    assert not widget.status.is_error
+
+
+def test_new_box_replaces_old_box(viewer, qtbot):
+    image, _ = add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    go_to_slice(viewer, image, 8)
+
+    widget.box_layer.add_rectangles(np.array([[8, 1, 1], [8, 1, 10], [8, 10, 10], [8, 10, 1]], dtype=float))
+    widget.box_layer.add_rectangles(np.array([[8, 12, 14], [8, 12, 30], [8, 28, 30], [8, 28, 14]], dtype=float))
+    wait_for_preview(qtbot, widget, 8)
+
+    assert len(widget.box_layer.data) == 1
+    assert widget.segmenter.calls[-1][2].tolist() == [12.0, 14.0, 28.0, 30.0]
+
+
+def test_next_object_keeps_unused_label(viewer, qtbot):
+    add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    widget.new_labels_layer()
+
+    widget.next_object()
+
+    assert widget.label_spin.value() == 1
+
+
+def test_unwritable_disk_cache_is_reported(viewer, qtbot, tmp_path, monkeypatch):
+    blocker = tmp_path / "not a folder"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("NNSAM_CACHE_DIR", str(blocker))
+    add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+
+    widget.disk_check.setChecked(True)
+
+    assert not widget.disk_check.isChecked()
+    assert widget.status.is_error
+    assert "Cannot keep embeddings in" in widget.status.text()
+    assert widget.cache.disk_folder is None
+
+
+def test_propagate_rejects_misplaced_labels(viewer, qtbot):
+    image, blob = add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    misplaced = viewer.add_labels(blob.astype(np.uint8), name="misplaced", scale=(2.0, 1.0, 1.0))
+    widget.labels_combo.setCurrentText(misplaced.name)
+    go_to_slice(viewer, image, 8)
+
+    widget.propagate()
+
+    assert "does not lie over image" in widget.status.text()
+    assert not widget.is_propagating()

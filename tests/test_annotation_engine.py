@@ -376,3 +376,35 @@ def test_prompt_point_lies_inside_ring():
     assert ring[row, column]
     assert prompt.box[0] == 0
     assert prompt.box[2] == 40
+
+
+def test_service_defers_prefetch_but_not_requests():
+    volume = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 8, 8), dtype=np.float32)
+    segmenter = ThresholdSegmenter()
+    service = EmbeddingService(segmenter, EmbeddingCache())
+    try:
+        service.set_source(SliceSource(volume, 0, Window(0, 2), segmenter.weights_id))
+        service.defer_prefetch(30.0)
+        service.schedule([0, 1])
+        threading.Event().wait(0.5)
+        prefetched = segmenter.embedded
+        service.request(2)
+        requested = service.wait(2)
+    finally:
+        service.close()
+
+    assert prefetched == 0
+    assert requested is not None
+    assert service.lookup(0) is None
+
+
+def test_disk_cache_failure_turns_disk_off(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cache = EmbeddingCache(disk_folder=blocker / "cache")
+
+    cache.put("ef56", fake_embedding())
+
+    assert cache.disk_folder is None
+    assert "Cannot write SAM embedding cache file" in cache.disk_error
+    assert cache.get("ef56") is not None

@@ -19,7 +19,7 @@ import threading
 import time
 
 import numpy as np
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -30,9 +30,11 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QSpinBox,
     QWidget,
 )
@@ -56,11 +58,14 @@ SHORTCUTS = {
     "next_object": "Shift-N",
     "propagate": "Shift-G",
     "toggle_sign": "Shift-T",
+    "undo": "Shift-Z",
 }
 PREVIEW_COLOR = (1.0, 0.8, 0.0, 1.0)
 #: Window presets besides the layer's own contrast limits (see nnsam_engine.annotation.intensity.CT_PRESETS).
 _PERCENTILE_PRESET = "Percentiles 0.5-99.5 %"
 _FULL_RANGE_PRESET = "Full range (min-max)"
+#: Seconds without new prefetching after each prompt change.
+_PROMPTING_PREFETCH_PAUSE_S = 3.0
 #: Delay before a changed window or slice reschedules embeddings, so dragging a slider does not queue each step.
 _RESCHEDULE_DELAY_MS = 400
 _STATS_INTERVAL_MS = 500
@@ -114,6 +119,14 @@ class AnnotationWidget(QWidget):
         # Slices whose preview comes from prompts: removing their last prompt removes the preview.
         # Previews from propagation have no prompts and stay until Accept or Clear.
         self._prompted_slices: set[int] = set()
+        # Guards against re-entry: removing this widget's layers emits layer events that would choose an image again.
+        self._switching_image = False
+        self._chosen_labels = None
+        self._had_parent = False
+        self._shut_down = False
+        self._propagation_lost_image = False
+        self._view_error_shown = False
+        self._added_to_dataset: set[tuple] = set()
 
         self._build_layout()
         self._connect()
@@ -188,13 +201,16 @@ class AnnotationWidget(QWidget):
         sign_row.addWidget(self.negative_radio)
         sign_row.addStretch(1)
         self.accept_button = QPushButton(f"Accept ({_shortcut_text(SHORTCUTS['accept'])})")
-        self.accept_button.setToolTip("Write the preview into the label value of the Labels layer (undo with Ctrl+Z)")
+        self.accept_button.setToolTip("Write the preview into the label value of the Labels layer")
         self.clear_button = QPushButton(f"Clear ({_shortcut_text(SHORTCUTS['clear'])})")
         self.clear_button.setToolTip("Remove the preview and all prompts")
         self.next_button = QPushButton(f"Next object ({_shortcut_text(SHORTCUTS['next_object'])})")
         self.next_button.setToolTip("Accept the preview, then switch to the next unused label value")
+        self.undo_button = QPushButton(f"Undo ({_shortcut_text(SHORTCUTS['undo'])})")
+        self.undo_button.setToolTip("Undo the last edit of the Labels layer, such as an Accept; Ctrl+Z does the same "
+                                    "while the Labels layer is selected")
         buttons_row = QHBoxLayout()
-        for button in (self.accept_button, self.clear_button, self.next_button):
+        for button in (self.accept_button, self.clear_button, self.next_button, self.undo_button):
             buttons_row.addWidget(button)
         prompts_box = QGroupBox("Prompts")
         prompts_layout = QFormLayout(prompts_box)
@@ -267,13 +283,19 @@ class AnnotationWidget(QWidget):
                                        "as a training case")
         self.status = StatusLabel("")
 
-        for widget in (weights_box, layers_box, window_box, prompts_box, propagate_box, embeddings_box):
+        # Long paths in these labels must wrap instead of widening the dock.
+        for label in (self.weights_label, self.status, self.stats_label):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(0)
+        # The status line sits near the top, so a short window does not hide the result of the last action.
+        layout.addWidget(weights_box)
+        layout.addWidget(self.status)
+        for widget in (layers_box, window_box, prompts_box, propagate_box, embeddings_box):
             layout.addWidget(widget)
         layout.addWidget(self.dataset_button)
-        layout.addWidget(self.status)
         layout.addStretch(1)
-        self._action_buttons = [self.accept_button, self.clear_button, self.next_button, self.propagate_button,
-                                self.dataset_button]
+        self._action_buttons = [self.accept_button, self.clear_button, self.next_button, self.undo_button,
+                                self.propagate_button, self.dataset_button]
 
     def _connect(self) -> None:
         self.import_button.clicked.connect(self._choose_weights_file)
@@ -286,6 +308,7 @@ class AnnotationWidget(QWidget):
         self.accept_button.clicked.connect(self.accept)
         self.clear_button.clicked.connect(self.clear)
         self.next_button.clicked.connect(self.next_object)
+        self.undo_button.clicked.connect(self.undo)
         self.propagate_button.clicked.connect(self.propagate)
         self.cancel_button.clicked.connect(self.cancel_propagation)
         self.memory_spin.valueChanged.connect(self._memory_limit_changed)
@@ -307,8 +330,11 @@ class AnnotationWidget(QWidget):
         self._stats_timer.timeout.connect(self._show_stats)
         self._stats_timer.start()
 
-        self.viewer.layers.events.inserted.connect(self._refresh_layer_combos)
+        self.labels_combo.currentTextChanged.connect(self._labels_chosen)
+        self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.events.removed.connect(self._layer_removed)
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self._refresh_layer_combos)
         self.viewer.dims.events.current_step.connect(self._view_changed)
         self.viewer.dims.events.order.connect(self._axes_changed)
         self.viewer.dims.events.ndisplay.connect(self._axes_changed)
@@ -320,6 +346,7 @@ class AnnotationWidget(QWidget):
             "next_object": self.next_object,
             "propagate": self.propagate,
             "toggle_sign": self.toggle_sign,
+            "undo": self.undo,
         }
         for name, key in SHORTCUTS.items():
             action = actions[name]
@@ -333,6 +360,38 @@ class AnnotationWidget(QWidget):
 
         # A closure, because the widget's own methods cannot run once Qt deleted it.
         self.destroyed.connect(unbind)
+
+    def event(self, event) -> bool:
+        # napari's dock close button un-parents the widget without deleting it, so the widget
+        # shuts itself down when it loses the parent it was docked in.
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._had_parent = True
+            elif self._had_parent:
+                self.shutdown()
+        return super().event(event)
+
+    def shutdown(self) -> None:
+        """Stop the embedding thread and propagation, unbind the shortcuts and remove this widget's layers."""
+        if self._shut_down:
+            return
+        self._deactivate()
+        self._shut_down = True
+        for timer in (self._reschedule_timer, self._preview_timer, self._stats_timer):
+            timer.stop()
+        events = self.viewer.layers.events
+        for emitter, callback in ((events.inserted, self._layer_inserted), (events.removed, self._layer_removed),
+                                  (self.viewer.dims.events.current_step, self._view_changed),
+                                  (self.viewer.dims.events.order, self._axes_changed),
+                                  (self.viewer.dims.events.ndisplay, self._axes_changed)):
+            emitter.disconnect(callback)
+        for layer in self.viewer.layers:
+            layer.events.name.disconnect(self._refresh_layer_combos)
+        for key in SHORTCUTS.values():
+            self.viewer.bind_key(key, None, overwrite=True)
+        if self.service is not None:
+            self.service.close(timeout_s=0)
+            self.service = None
 
     # --- model and weights ---------------------------------------------------------------------------
 
@@ -384,7 +443,6 @@ class AnnotationWidget(QWidget):
             self.weights_label.setText(f"MobileSAM weights: verified (SHA-256 {segmenter.weights_id[:12]}…), "
                                        f"on {segmenter.device}.")
         self.import_button.setVisible(False)
-        self._set_actions_enabled(True)
         if self.image_layer is not None:
             self._update_source()
         else:
@@ -394,6 +452,10 @@ class AnnotationWidget(QWidget):
         for button in self._action_buttons:
             button.setEnabled(enabled)
 
+    def _update_actions(self) -> None:
+        self._set_actions_enabled(self.segmenter is not None and self.image_layer is not None
+                                  and self._propagation is None)
+
     # --- layers --------------------------------------------------------------------------------------
 
     def _own_layer(self, layer) -> bool:
@@ -402,78 +464,112 @@ class AnnotationWidget(QWidget):
     def _refresh_layer_combos(self, _event=None) -> None:
         from napari.layers import Image, Labels
 
+        if self._switching_image or self._shut_down:
+            return
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
         labels = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels) and not self._own_layer(layer)]
-        for combo, names in ((self.image_combo, images), (self.labels_combo, labels)):
-            current = combo.currentText()
+        # The chosen layers are followed by identity, so renaming one keeps it chosen.
+        for combo, names, layer in ((self.image_combo, images, self.image_layer),
+                                    (self.labels_combo, labels, self._chosen_labels)):
+            current = layer.name if layer is not None and layer in self.viewer.layers else combo.currentText()
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
             fallback = names[-1] if names else ""
             combo.setCurrentText(current if current in names else fallback)
             combo.blockSignals(False)
+        self._labels_chosen(self.labels_combo.currentText())
         if self.image_combo.currentText() != getattr(self.image_layer, "name", ""):
             self._image_chosen(self.image_combo.currentText())
 
+    def _layer_inserted(self, event) -> None:
+        event.value.events.name.connect(self._refresh_layer_combos)
+        self._refresh_layer_combos()
+
     def _layer_removed(self, event) -> None:
+        if self._switching_image or self._shut_down:
+            return
         if event.value is self.image_layer:
             self._deactivate()
+            self.status.show_message(f"Image {event.value.name} was removed. Choose another image to annotate.")
         for name in ("positive_layer", "negative_layer", "box_layer", "preview_layer"):
             if getattr(self, name) is event.value:
                 setattr(self, name, None)
         self._refresh_layer_combos()
 
+    def _labels_chosen(self, name: str) -> None:
+        self._chosen_labels = self.viewer.layers[name] if name and name in self.viewer.layers else None
+
     def labels_layer(self):
         """Return the chosen Labels layer, or None."""
-        name = self.labels_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = self._chosen_labels
+        return layer if layer is not None and layer in self.viewer.layers else None
 
     def new_labels_layer(self):
         """Add an empty Labels layer that lies over the image and choose it."""
         if self.image_layer is None:
-            self.status.show_error("Choose an image layer first.")
+            reason = ("MobileSAM is not loaded yet, see above." if self.segmenter is None
+                      else "Choose a 2D image or 3D volume in the Image list first.")
+            self.status.show_error(reason)
             return None
         shape = geometry.spatial_shape(self.image_layer)
         layer = self.viewer.add_labels(np.zeros(shape, dtype=np.uint8), name=f"{self.image_layer.name} labels",
                                        **geometry.transform_kwargs(self.image_layer))
         self._refresh_layer_combos()
         self.labels_combo.setCurrentText(layer.name)
+        self._chosen_labels = layer
         self._select_prompt_layer()
         return layer
 
     def _image_chosen(self, name: str) -> None:
         layer = self.viewer.layers[name] if name and name in self.viewer.layers else None
-        if layer is self.image_layer and self.preview_layer is not None:
+        if self._switching_image or self._shut_down or (layer is self.image_layer and self.preview_layer is not None):
             return
-        self._deactivate()
-        if layer is None or self.segmenter is None:
-            return
+        self._switching_image = True
         try:
-            geometry.check_annotatable(layer)
-        except ValueError as error:
-            self.status.show_error(str(error))
+            self._deactivate()
+            if layer is None or self.segmenter is None:
+                return
+            try:
+                geometry.check_annotatable(layer)
+            except ValueError as error:
+                self.status.show_error(str(error))
+                return
+            self.image_layer = layer
+            layer.events.contrast_limits.connect(self._contrast_changed)
+            self._create_prompt_layers()
+        finally:
+            self._switching_image = False
+            self._update_actions()
+        if self.image_layer is None:
             return
-        self.image_layer = layer
-        layer.events.contrast_limits.connect(self._contrast_changed)
-        self._create_prompt_layers()
+        self._refresh_layer_combos()
         self._show_window()
         self._update_source()
         self.status.show_message(f"Annotating {layer.name}. Click to add points; the preview appears once the "
                                  "slice's embedding is ready.")
 
     def _deactivate(self) -> None:
+        if self._propagation is not None:
+            self._propagation_lost_image = True
         self.cancel_propagation()
         if self.image_layer is not None:
             try:
                 self.image_layer.events.contrast_limits.disconnect(self._contrast_changed)
             except (TypeError, ValueError, RuntimeError):
                 pass
-        for name in ("positive_layer", "negative_layer", "box_layer", "preview_layer"):
-            layer = getattr(self, name)
-            if layer is not None and layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-            setattr(self, name, None)
+        # Removing the layers emits layer events, whose handlers must not choose an image meanwhile.
+        was_switching, self._switching_image = self._switching_image, True
+        try:
+            for name in ("positive_layer", "negative_layer", "box_layer", "preview_layer"):
+                layer = getattr(self, name)
+                setattr(self, name, None)
+                if layer is not None and layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+        finally:
+            self._switching_image = was_switching
         self.image_layer = None
+        self._update_actions()
         if self.service is not None:
             self.service.set_source(None)
 
@@ -540,6 +636,8 @@ class AnnotationWidget(QWidget):
             self.status.show_error(f"The window's upper value {upper:g} must be greater than its lower value "
                                    f"{lower:g}.", notify=False)
             return
+        if self.status.is_error:
+            self.status.show_message("")
         self.set_window(lower, upper)
 
     def set_window(self, lower: float, upper: float) -> None:
@@ -551,7 +649,11 @@ class AnnotationWidget(QWidget):
         layer.contrast_limits = (lower, upper)
 
     def _preset_chosen(self, index: int) -> None:
-        from nnsam_engine.annotation.intensity import CT_PRESETS, percentile_window
+        from nnsam_engine.annotation.intensity import (
+            CT_PRESETS,
+            Window,
+            percentile_window,
+        )
 
         name = self.preset_combo.itemText(index)
         self.preset_combo.setCurrentIndex(0)
@@ -561,7 +663,9 @@ class AnnotationWidget(QWidget):
         if name == _PERCENTILE_PRESET:
             window = percentile_window(data)
         elif name == _FULL_RANGE_PRESET:
-            window = percentile_window(data, (0.0, 100.0))
+            finite = data[np.isfinite(data)] if np.issubdtype(data.dtype, np.floating) else data
+            lower, upper = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            window = Window(lower, upper if upper > lower else lower + 1.0)
         else:
             window = CT_PRESETS[name]
         self.set_window(window.lower, window.upper)
@@ -592,13 +696,26 @@ class AnnotationWidget(QWidget):
         except ValueError as error:
             self.service.set_source(None)
             self.status.show_error(str(error), notify=False)
+            self._view_error_shown = True
+            return
+        if self._view_error_shown:
+            self._view_error_shown = False
+            self.status.show_message(f"Annotating {self.image_layer.name}.")
+        if self._propagation is not None:
+            # A new source would end the running propagation, so the change waits until it finishes.
+            self._reschedule_timer.start()
             return
         self._axis = axis
-        source = SliceSource(self.image_layer.data, axis, self.current_window(), self.segmenter.weights_id,
-                             rgb=bool(self.image_layer.rgb))
-        self.service.set_source(source)
+        window = self.current_window()
+        current = self.service.source
+        unchanged = (current is not None and current.image is self.image_layer.data and current.axis == axis
+                     and current.window == window and current.weights_id == self.segmenter.weights_id)
+        if not unchanged:
+            source = SliceSource(self.image_layer.data, axis, window, self.segmenter.weights_id,
+                                 rgb=bool(self.image_layer.rgb))
+            self.service.set_source(source)
+            self._preview_timer.start()
         self._schedule_prefetch()
-        self._preview_timer.start()
 
     def _schedule_prefetch(self) -> None:
         from nnsam_engine.annotation.embeddings import neighbour_order
@@ -634,7 +751,27 @@ class AnnotationWidget(QWidget):
         action = str(getattr(event, "action", ""))
         if action.endswith(("adding", "removing", "changing")):
             return
+        if self.service is not None:
+            # While the user places prompts, background embeddings would slow each preview several times over.
+            self.service.defer_prefetch(_PROMPTING_PREFETCH_PAUSE_S)
+        if action.endswith("added") and getattr(event, "source", None) is self.box_layer:
+            self._keep_last_box()
         self.update_preview()
+
+    def _keep_last_box(self) -> None:
+        """Remove older rectangles on the displayed slice: SAM takes one box per object."""
+        try:
+            axis, index = self.current_slice()
+        except ValueError:
+            return
+        on_slice = []
+        for position, vertices in enumerate(self.box_layer.data):
+            corners = geometry.in_plane(geometry.to_image_data(self.image_layer, self.box_layer, vertices), axis, index)
+            if len(corners) == len(vertices):
+                on_slice.append(position)
+        if len(on_slice) > 1:
+            self.box_layer.selected_data = set(on_slice[:-1])
+            self.box_layer.remove_selected()
 
     def prompts_on_slice(self, axis: int | None, index: int):
         """Return ``(points, labels, box)`` on slice ``index`` in (row, column) image indices; each may be empty/None."""
@@ -689,6 +826,7 @@ class AnnotationWidget(QWidget):
         if embedding is None:
             self._waiting_index = index
             self._schedule_prefetch()
+            self.service.request(index)
             self.status.show_message(f"Computing the SAM embedding of slice {index}; the preview follows.")
             return
 
@@ -714,15 +852,17 @@ class AnnotationWidget(QWidget):
 
     # --- accept, clear, next object ------------------------------------------------------------------
 
+    def _geometry_mismatch(self, layer) -> str:
+        return (f"Labels layer {layer.name} (shape {tuple(layer.data.shape)}) does not lie over image "
+                f"{self.image_layer.name} (shape {geometry.spatial_shape(self.image_layer)}): expected the same "
+                "shape, scale, translate and affine. Click 'New' to add a matching Labels layer.")
+
     def _target_labels(self):
         layer = self.labels_layer()
         if layer is None:
             layer = self.new_labels_layer()
         if layer is not None and not geometry.same_geometry(layer, self.image_layer):
-            self.status.show_error(
-                f"Labels layer {layer.name} (shape {tuple(layer.data.shape)}) does not lie over image "
-                f"{self.image_layer.name} (shape {geometry.spatial_shape(self.image_layer)}): expected the same shape, "
-                "scale, translate and affine. Click 'New' to add a matching Labels layer.")
+            self.status.show_error(self._geometry_mismatch(layer))
             return None
         return layer
 
@@ -778,10 +918,26 @@ class AnnotationWidget(QWidget):
         if has_preview and not self.accept():
             return
         labels = self.labels_layer()
-        used = int(np.max(labels.data)) if labels is not None and labels.data.size else 0
-        self.label_spin.setValue(max(used, self.label_spin.value()) + 1)
+        value = self.label_spin.value()
+        if labels is not None and (labels.data == value).any():
+            # The current label already marks an object, so the next object gets a value no object uses.
+            value = max(int(np.max(labels.data)), value) + 1
+        if value > self.label_spin.maximum():
+            self.status.show_error(f"No label value is left above {self.label_spin.maximum()}; choose a free value "
+                                   "in 'Label value'.")
+            return
+        self.label_spin.setValue(value)
         self.clear()
-        self.status.show_message(f"Next object: label {self.label_spin.value()}. Place its prompts.")
+        self.status.show_message(f"Next object: label {value}. Place its prompts.")
+
+    def undo(self) -> None:
+        """Undo the last edit of the chosen Labels layer, such as an Accept."""
+        labels = self.labels_layer()
+        if labels is None:
+            self.status.show_error("No Labels layer is chosen, so there is nothing to undo.")
+            return
+        labels.undo()
+        self.status.show_message(f"Undid the last edit of {labels.name}.")
 
     # --- propagation ---------------------------------------------------------------------------------
 
@@ -789,7 +945,10 @@ class AnnotationWidget(QWidget):
         """Segment the neighbouring slices from this slice's preview, or else its accepted mask, into the preview."""
         from nnsam_engine.annotation.propagation import PropagationSettings, propagate
 
-        if self._propagation is not None or self.image_layer is None or self.service is None:
+        if self._propagation is not None:
+            return
+        if self.image_layer is None or self.service is None:
+            self.status.show_error("Choose a 3D volume in the Image list first; propagation runs through its slices.")
             return
         try:
             axis, index = self.current_slice()
@@ -802,7 +961,10 @@ class AnnotationWidget(QWidget):
         key = geometry.slice_key(axis, index, self.preview_layer.ndim)
         seed = self.preview_layer.data[key] > 0
         labels = self.labels_layer()
-        if not seed.any() and labels is not None and geometry.same_geometry(labels, self.image_layer):
+        if not seed.any() and labels is not None:
+            if not geometry.same_geometry(labels, self.image_layer):
+                self.status.show_error(self._geometry_mismatch(labels))
+                return
             seed = labels.data[key] == self.label_spin.value()
         if not seed.any():
             self.status.show_error(f"Nothing to propagate on slice {index}: get a preview with prompts, or accept a "
@@ -857,8 +1019,12 @@ class AnnotationWidget(QWidget):
         self._propagation = None
         self.progress_bar.setVisible(False)
         self.cancel_button.setEnabled(False)
-        self._set_actions_enabled(self.segmenter is not None)
-        if self._cancel_propagation.is_set():
+        self._update_actions()
+        if self._propagation_lost_image:
+            self._propagation_lost_image = False
+            self.status.show_message("Propagation stopped because its image was removed or another image was chosen; "
+                                     "its preview was discarded with the image's SAM layers.")
+        elif self._cancel_propagation.is_set():
             self.status.show_message(f"Propagation cancelled after {self._propagated_count} slice(s); their masks "
                                      "stay in the preview.")
         elif self._stop_reasons:
@@ -886,12 +1052,24 @@ class AnnotationWidget(QWidget):
     def _disk_cache_toggled(self, checked: bool) -> None:
         from nnsam_engine.annotation.cache import default_disk_folder
 
-        if self.cache is not None:
-            self.cache.set_disk_folder(default_disk_folder() if checked else None)
+        if self.cache is None:
+            return
+        folder = default_disk_folder() if checked else None
+        try:
+            self.cache.set_disk_folder(folder)
+        except OSError as error:
+            self.disk_check.setChecked(False)
+            self.status.show_error(f"Cannot keep embeddings in {folder}: {error}. Set NNSAM_CACHE_DIR to a writable "
+                                   "folder before starting napari; embeddings stay in memory meanwhile.")
 
     def _show_stats(self) -> None:
         if self.cache is None or self.service is None:
             return
+        if self.cache.disk_error is not None and self.disk_check.isChecked():
+            self.disk_check.blockSignals(True)
+            self.disk_check.setChecked(False)
+            self.disk_check.blockSignals(False)
+            self.status.show_error(self.cache.disk_error)
         stats = self.cache.stats
         text = (f"{stats.memory_entries} embeddings in memory ({stats.memory_bytes / 2**20:.0f} of "
                 f"{self.memory_spin.value()} MiB), {self.service.pending()} waiting, {self.service.computed} "
@@ -921,6 +1099,20 @@ class AnnotationWidget(QWidget):
             self.status.show_error("The preview has masks that are not accepted yet: Accept "
                                    f"({_shortcut_text(SHORTCUTS['accept'])}) or Clear them first.")
             return
+        import hashlib
+
+        signature = (id(self.image_layer), id(labels), hashlib.blake2b(np.ascontiguousarray(labels.data).data,
+                                                                       digest_size=16).hexdigest())
+        if signature in self._added_to_dataset and not self._confirm(
+                f"{labels.name} with {self.image_layer.name} was already handed to the Dataset widget unchanged. "
+                "Add it again as another training case?"):
+            return
+        self._added_to_dataset.add(signature)
         dataset_widget = self._dataset_widget()
         dataset_widget.add_layers_as_case(self.image_layer.name, labels.name)
-        self.status.show_message("Handed the image and labels to the Dataset widget; see its message for the result.")
+        self.status.show_message("Handed the image and labels to the Dataset widget's 'Add as training case'; its "
+                                 "message below the case list says whether the case was added.")
+
+    def _confirm(self, question: str) -> bool:
+        answer = QMessageBox.question(self, "nnSAM SAM annotation", question)
+        return answer == QMessageBox.StandardButton.Yes

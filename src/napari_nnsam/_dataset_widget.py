@@ -336,6 +336,10 @@ class DatasetWidget(QWidget):
         self._refresh_layer_combos()
         self.channel_combos[0].setCurrentText(image_name)
         self.labels_combo.setCurrentText(labels_name)
+        if self.dataset_folder() is None:
+            self._show_error(f"{image_name} and {labels_name} are chosen below. Choose or create a dataset above, "
+                             "then click 'Add as training case'.")
+            return
         if len(self.channel_combos) > 1:
             self._show_message(f"{image_name} is chosen as channel 1 and {labels_name} as labels. Choose the other "
                                "channels' layers, then click 'Add as training case'.")

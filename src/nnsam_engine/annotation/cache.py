@@ -1,8 +1,8 @@
 """Cache of SAM slice embeddings in memory (bounded) and optionally on disk (bounded).
 
 An entry's key is a digest of the exact 8-bit RGB input of the slice and of the
-weights' identity (:func:`embedding_key`), so a changed image, slice, axis or
-intensity window or other weights give another key and a stale embedding is never
+weights' identity (:func:`embedding_key`). A changed image, slice, axis, intensity
+window or set of weights therefore gives another key, so a stale embedding is never
 returned. Both stores evict the least recently used entries once over their limit.
 """
 
@@ -88,6 +88,8 @@ class EmbeddingCache:
         self._entries: OrderedDict[str, SliceEmbedding] = OrderedDict()
         self._lock = threading.RLock()
         self.stats = CacheStats()
+        #: Why the disk cache was turned off after a failed write, or None.
+        self.disk_error: str | None = None
         if self.disk_folder is not None:
             self.stats.disk_bytes = sum(path.stat().st_size for path in self._disk_files())
 
@@ -123,9 +125,22 @@ class EmbeddingCache:
         self._write_disk(key, embedding)
 
     def set_disk_folder(self, folder: os.PathLike | str | None) -> None:
-        """Start keeping embeddings in ``folder`` as well, or only in memory when None."""
+        """Start keeping embeddings in ``folder`` as well, or only in memory when None.
+
+        Raises
+        ------
+        OSError
+            If ``folder`` cannot be created or written; the cache then stays in memory only.
+        """
+        folder = Path(folder).expanduser() if folder is not None else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(folder / ".write-test") as probe:
+                probe.write_bytes(b"")
+            (folder / ".write-test").unlink()
         with self._lock:
-            self.disk_folder = Path(folder).expanduser() if folder is not None else None
+            self.disk_folder = folder
+            self.disk_error = None
             self.stats.disk_bytes = sum(path.stat().st_size for path in self._disk_files())
 
     def clear_memory(self) -> None:
@@ -188,7 +203,11 @@ class EmbeddingCache:
                          input_size=np.array(embedding.input_size))
             size = path.stat().st_size
         except OSError as error:
-            logger.warning("Cannot write SAM embedding cache file %s: %s", path, error)
+            # One message, then memory only: every later write would fail the same way.
+            with self._lock:
+                self.disk_error = f"Cannot write SAM embedding cache file {path}: {error}. Embeddings are kept in memory only."
+                self.disk_folder = None
+            logger.warning("%s", self.disk_error)
             return
         with self._lock:
             self.stats.disk_bytes += size

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 
@@ -139,6 +140,9 @@ class EmbeddingService:
         self._source: SliceSource | None = None
         self._pending: list[int] = []
         self._busy_index: int | None = None
+        # Slices someone waits for; they start even while prefetching is deferred.
+        self._urgent: set[int] = set()
+        self._hold_until = 0.0
         self._errors: dict[int, BaseException] = {}
         self._closed = False
         self._condition = threading.Condition()
@@ -155,6 +159,7 @@ class EmbeddingService:
         with self._condition:
             self._source = source
             self._pending = []
+            self._urgent = set()
             self._errors = {}
             self._condition.notify_all()
 
@@ -162,6 +167,22 @@ class EmbeddingService:
         """Replace the waiting slices with ``indices``, computed in that order unless cached."""
         with self._condition:
             self._pending = [int(index) for index in dict.fromkeys(indices)]
+            self._condition.notify_all()
+
+    def request(self, index: int) -> None:
+        """Compute slice ``index`` next, even while prefetching is deferred, without waiting for it."""
+        with self._condition:
+            self._urgent.add(index)
+            self._pending = [index] + [queued for queued in self._pending if queued != index]
+            self._condition.notify_all()
+
+    def defer_prefetch(self, seconds: float) -> None:
+        """Start no prefetch for ``seconds``, so prompt predictions get the CPU while the user places prompts.
+
+        A slice already being computed finishes; slices passed to :meth:`request` or :meth:`wait` still start.
+        """
+        with self._condition:
+            self._hold_until = max(self._hold_until, time.monotonic() + seconds)
             self._condition.notify_all()
 
     def pending(self) -> int:
@@ -197,6 +218,7 @@ class EmbeddingService:
                 if self._busy_index != index and index not in self._pending[:1]:
                     self._pending = [index] + [queued for queued in self._pending if queued != index]
                     self._condition.notify_all()
+                self._urgent.add(index)
                 self._condition.wait(poll_s)
             if cancelled is not None and cancelled():
                 return None
@@ -213,11 +235,19 @@ class EmbeddingService:
 
     def _next_index(self) -> tuple[SliceSource, int] | None:
         with self._condition:
-            while not self._closed and not (self._pending and self._source is not None):
-                self._condition.wait()
+            while not self._closed:
+                if not (self._pending and self._source is not None):
+                    self._condition.wait()
+                    continue
+                held_for = self._hold_until - time.monotonic()
+                if held_for > 0 and self._pending[0] not in self._urgent:
+                    self._condition.wait(held_for)
+                    continue
+                break
             if self._closed:
                 return None
             self._busy_index = self._pending.pop(0)
+            self._urgent.discard(self._busy_index)
             return self._source, self._busy_index
 
     def _run(self) -> None:
@@ -239,7 +269,10 @@ class EmbeddingService:
                     self._busy_index = None
                     self._condition.notify_all()
                 if self.on_error is not None and source is self._source:
-                    self.on_error(index, error)
+                    try:
+                        self.on_error(index, error)
+                    except (RuntimeError, AttributeError) as notify_error:
+                        logger.warning("Reporting the failure of slice %d failed: %s", index, notify_error)
                 continue
             with self._condition:
                 self._busy_index = None
@@ -247,5 +280,5 @@ class EmbeddingService:
             if self.on_ready is not None and source is self._source:
                 try:
                     self.on_ready(index)
-                except RuntimeError as error:  # e.g. a Qt receiver deleted while this slice was computed
-                    logger.warning("Notifying that slice %d has an embedding failed: %s", index, error)
+                except (RuntimeError, AttributeError) as error:  # a Qt receiver deleted during the computation
+                    logger.info("Notifying that slice %d has an embedding failed: %s", index, error)
