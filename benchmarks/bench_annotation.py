@@ -12,8 +12,8 @@ TotalSegmentator CT volume from the ``shared/data`` folder next to the repositor
 2. times prompt-to-mask prediction on an existing embedding (one point, three points,
    two points and a box) in the engine alone;
 3. times the annotation widget's preview in a real napari viewer: from adding a point
-   to the Points layer until the mask is drawn in the preview layer, with no embedding
-   being computed meanwhile.
+   to the Points layer until the mask is drawn in the preview layer, first with no
+   embedding being computed meanwhile, then while the neighbouring slices are prefetched.
 
 MobileSAM runs with seeded random weights (mobile_sam.pt is not needed); the
 architecture, and so the time, is that of the released model.
@@ -153,16 +153,41 @@ def bench_widget(device: str, prompts: int) -> dict:
         app.processEvents()
         time.sleep(0.02)
 
+    idle = time_prompts(app, widget, image, middle, prompts)
+
+    # The same with the default prefetching: move to another slice, wait for its embedding,
+    # then prompt while the neighbouring slices are still being embedded.
+    widget.prefetch_spin.setValue(8)
+    other = (middle + data.shape[0] // 2) % data.shape[0]
+    point[0] = float(np.asarray(image.data_to_world(np.array([other, 0.0, 0.0])))[0])
+    viewer.dims.point = point
+    while widget.service.lookup(other) is None and time.monotonic() < deadline + 240:
+        app.processEvents()
+        time.sleep(0.02)
+    pending_before = widget.service.pending()
+    prefetching = time_prompts(app, widget, image, other, min(prompts, 10))
+    viewer.close()
+    print(f"widget preview: {statistics.median(idle):.0f} ms median idle, {statistics.median(prefetching):.0f} ms "
+          "while prefetching", flush=True)
+    return {"volume": str(VOLUMES["totalseg_ct"].relative_to(SHARED_DATA)), "slice_shape": list(data.shape[1:]),
+            "prompt_to_preview_ms": summary(idle),
+            "prompt_to_preview_ms_while_prefetching": summary(prefetching),
+            "slices_waiting_for_embedding_at_first_prompt": pending_before}
+
+
+def time_prompts(app, widget, image, index: int, count: int) -> list[float]:
+    """Return the milliseconds from each added point on slice ``index`` until its preview is drawn."""
     rng = np.random.default_rng(0)
+    shape = np.array(image.data.shape[1:])
     times = []
-    for _ in range(prompts):
-        voxel = np.array([middle, *(rng.uniform(0.3, 0.7, 2) * np.array(data.shape[1:]))])
+    for _ in range(count):
+        voxel = np.array([index, *(rng.uniform(0.3, 0.7, 2) * shape)])
         points = widget.positive_layer
         position = np.asarray(points.world_to_data(np.asarray(image.data_to_world(voxel), dtype=float)))
         widget.last_preview_ms = None
         started = time.perf_counter()
-        # The user's path: the Points layer's data event starts the widget's preview timer,
-        # the preview is predicted into the layer, and the next event-loop pass draws it.
+        # The user's path: the Points layer's data event makes the widget predict the preview into
+        # its layer, and the next event-loop pass draws it.
         points.add(position)
         while widget.last_preview_ms is None:
             app.processEvents()
@@ -170,10 +195,7 @@ def bench_widget(device: str, prompts: int) -> dict:
         times.append((time.perf_counter() - started) * 1000)
         if len(points.data) >= 3:
             widget.clear()
-    viewer.close()
-    print(f"widget preview: {statistics.median(times):.0f} ms median", flush=True)
-    return {"volume": str(VOLUMES["totalseg_ct"].relative_to(SHARED_DATA)), "slice_shape": list(data.shape[1:]),
-            "prompt_to_preview_ms": summary(times)}
+    return times
 
 
 def main() -> None:
