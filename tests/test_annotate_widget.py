@@ -435,7 +435,9 @@ def test_closing_dock_shuts_widget_down(viewer, qtbot):
     add_blob(viewer)
 
     assert widget.service is None
-    assert sam_layer_names(viewer) == []
+    # Only the emptied, hidden box layer stays (see AnnotationWidget._retire_box_layer).
+    assert sam_layer_names(viewer) == ["SAM box"]
+    assert not viewer.layers["SAM box"].visible
     bound = {str(key) for key in viewer.keymap}
     assert not bound & {key.replace("-", "+") for key in SHORTCUTS.values()}
 
@@ -520,3 +522,73 @@ def test_propagate_rejects_misplaced_labels(viewer, qtbot):
 
     assert "does not lie over image" in widget.status.text()
     assert not widget.is_propagating()
+
+
+def test_deleted_sam_layers_come_back(viewer, qtbot):
+    image, blob = add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    viewer.layers.remove(widget.preview_layer)
+    viewer.layers.remove(widget.positive_layer)
+    labels = widget.new_labels_layer()
+    labels.data[8] = blob[8]
+    go_to_slice(viewer, image, 8)
+    widget.max_slices_spin.setValue(1)
+
+    widget.propagate()
+    qtbot.waitUntil(lambda: not widget.is_propagating(), timeout=WAIT_MS)
+
+    assert sorted(sam_layer_names(viewer)) == sorted(SAM_LAYER_NAMES)
+    assert np.nonzero(widget.preview_layer.data.any(axis=(1, 2)))[0].tolist() == [7, 8, 9]
+
+
+def test_shortcuts_wait_for_propagation(viewer, qtbot):
+    image, _ = add_blob(viewer)
+
+    class SlowSegmenter(ThresholdSegmenter):
+        def embed(self, rgb):
+            import time
+
+            time.sleep(0.3)
+            return super().embed(rgb)
+
+    widget = make_widget(viewer, qtbot, SlowSegmenter())
+    go_to_slice(viewer, image, 8)
+    click_world(widget, image, image.data_to_world(np.array([8.0, 20.0, 25.0])))
+    wait_for_preview(qtbot, widget, 8)
+
+    widget.propagate()
+    widget._shortcut_pressed(widget.accept, "accept")
+    accepted_early = widget.labels_layer()
+    qtbot.waitUntil(lambda: not widget.is_propagating(), timeout=WAIT_MS)
+
+    assert accepted_early is None
+    assert widget.preview_layer.data.any()
+
+
+def test_add_to_dataset_counts_only_written_cases(viewer, qtbot, tmp_path, monkeypatch):
+    from napari_nnsam._dataset_widget import DatasetWidget
+
+    image, blob = add_blob(viewer, scale=(2.0, 0.5, 0.5))
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    labels = widget.new_labels_layer()
+    labels.data[8] = blob[8]
+    dataset_widget = DatasetWidget(viewer)
+    viewer.window.add_dock_widget(dataset_widget, name="nnSAM dataset")
+    dataset_widget.picker.folder_edit.setText(str(tmp_path / "workspace"))
+    dataset_widget.picker.refresh()
+    questions = []
+    monkeypatch.setattr(widget, "_confirm", lambda question: questions.append(question) or False)
+
+    widget.add_to_dataset()
+    assert "Choose or create a dataset" in dataset_widget.message_label.text()
+    dataset_widget.new_toggle.click()
+    dataset_widget.new_form.name_edit.setText("Blob")
+    dataset_widget.new_form.channels_edit.setText("MRI")
+    dataset_widget.new_form.labels_edit.setText("blob")
+    dataset_widget.new_form.create_button.click()
+    widget.add_to_dataset()
+    qtbot.waitUntil(lambda: "Added the annotation" in widget.status.text(), timeout=WAIT_MS)
+    widget.add_to_dataset()
+
+    assert len(questions) == 1
+    assert len(list((dataset_widget.dataset_folder() / "labelsTr").iterdir())) == 1

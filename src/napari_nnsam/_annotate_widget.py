@@ -127,6 +127,8 @@ class AnnotationWidget(QWidget):
         self._propagation_lost_image = False
         self._view_error_shown = False
         self._added_to_dataset: set[tuple] = set()
+        self._pending_dataset_signature: tuple | None = None
+        self._connected_dataset_widgets: set = set()
 
         self._build_layout()
         self._connect()
@@ -349,8 +351,8 @@ class AnnotationWidget(QWidget):
             "undo": self.undo,
         }
         for name, key in SHORTCUTS.items():
-            action = actions[name]
-            self.viewer.bind_key(key, lambda _viewer, action=action: action(), overwrite=True)
+            self.viewer.bind_key(key, lambda _viewer, name=name: self._shortcut_pressed(actions[name], name),
+                                 overwrite=True)
         viewer = self.viewer
         keys = list(SHORTCUTS.values())
 
@@ -360,6 +362,12 @@ class AnnotationWidget(QWidget):
 
         # A closure, because the widget's own methods cannot run once Qt deleted it.
         self.destroyed.connect(unbind)
+
+    def _shortcut_pressed(self, action, name: str) -> None:
+        if self._propagation is not None and name != "toggle_sign":
+            self.status.show_message("Propagation is running: wait for it to finish or click Cancel first.")
+            return
+        action()
 
     def event(self, event) -> bool:
         # napari's dock close button un-parents the widget without deleting it, so the widget
@@ -428,6 +436,8 @@ class AnnotationWidget(QWidget):
         from nnsam_engine.annotation.cache import EmbeddingCache, default_disk_folder
         from nnsam_engine.annotation.embeddings import EmbeddingService
 
+        if self._shut_down:
+            return
         if self.service is not None:
             self.service.close()
         self.segmenter = segmenter
@@ -508,7 +518,7 @@ class AnnotationWidget(QWidget):
     def new_labels_layer(self):
         """Add an empty Labels layer that lies over the image and choose it."""
         if self.image_layer is None:
-            reason = ("MobileSAM is not loaded yet, see above." if self.segmenter is None
+            reason = ("MobileSAM is not loaded: see the MobileSAM box above." if self.segmenter is None
                       else "Choose a 2D image or 3D volume in the Image list first.")
             self.status.show_error(reason)
             return None
@@ -523,7 +533,10 @@ class AnnotationWidget(QWidget):
 
     def _image_chosen(self, name: str) -> None:
         layer = self.viewer.layers[name] if name and name in self.viewer.layers else None
-        if self._switching_image or self._shut_down or (layer is self.image_layer and self.preview_layer is not None):
+        if self._switching_image or self._shut_down:
+            return
+        if layer is self.image_layer and layer is not None:
+            self._ensure_layers()
             return
         self._switching_image = True
         try:
@@ -561,11 +574,12 @@ class AnnotationWidget(QWidget):
         # Removing the layers emits layer events, whose handlers must not choose an image meanwhile.
         was_switching, self._switching_image = self._switching_image, True
         try:
-            for name in ("positive_layer", "negative_layer", "box_layer", "preview_layer"):
+            for name in ("positive_layer", "negative_layer", "preview_layer"):
                 layer = getattr(self, name)
                 setattr(self, name, None)
                 if layer is not None and layer in self.viewer.layers:
                     self.viewer.layers.remove(layer)
+            self._retire_box_layer()
         finally:
             self._switching_image = was_switching
         self.image_layer = None
@@ -573,7 +587,29 @@ class AnnotationWidget(QWidget):
         if self.service is not None:
             self.service.set_source(None)
 
+    def _retire_box_layer(self) -> None:
+        # NOTE: napari 0.9.2 with vispy 0.17 crashed in glDrawArrays (Mesa, under Xvfb) on the redraw after
+        # the last Shapes layer was removed while other layers remained. The box layer is therefore emptied
+        # and hidden here, and removed only once a new box layer exists (in _create_prompt_layers).
+        layer, self.box_layer = self.box_layer, None
+        if layer is None or layer not in self.viewer.layers:
+            return
+        layer.events.data.disconnect(self._prompts_changed)
+        layer.data = []
+        layer.visible = False
+
+    def _layers_missing(self) -> bool:
+        layers = (self.positive_layer, self.negative_layer, self.box_layer, self.preview_layer)
+        return any(layer is None or layer not in self.viewer.layers for layer in layers)
+
+    def _ensure_layers(self) -> None:
+        """Add back the prompt and preview layers that the user deleted while the image is chosen."""
+        if self.image_layer is not None and self._layers_missing():
+            self._create_prompt_layers()
+            self.status.show_message("Added back the SAM layers that were deleted.")
+
     def _create_prompt_layers(self) -> None:
+        """Add the prompt and preview layers that are missing, with the image's transform."""
         from napari.utils.colormaps import DirectLabelColormap
 
         image = self.image_layer
@@ -581,22 +617,34 @@ class AnnotationWidget(QWidget):
         shape = geometry.spatial_shape(image)
         ndim = len(shape)
         point_size = max(2.0, 0.02 * max(shape[-2:]))
-        self.preview_layer = self.viewer.add_labels(
-            np.zeros(shape, dtype=np.uint8), name="SAM preview", opacity=0.6,
-            colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: PREVIEW_COLOR}),
-            metadata={SAM_ROLE_KEY: "preview"}, **transform)
-        self.box_layer = self.viewer.add_shapes(
-            ndim=ndim, name="SAM box", edge_color="yellow", face_color="transparent", edge_width=point_size / 3,
-            metadata={SAM_ROLE_KEY: "box"}, **transform)
-        self.negative_layer = self.viewer.add_points(
-            np.empty((0, ndim)), ndim=ndim, name="SAM negative points", face_color="red", size=point_size,
-            metadata={SAM_ROLE_KEY: "negative"}, **transform)
-        self.positive_layer = self.viewer.add_points(
-            np.empty((0, ndim)), ndim=ndim, name="SAM positive points", face_color="lime", size=point_size,
-            metadata={SAM_ROLE_KEY: "positive"}, **transform)
-        for layer in (self.positive_layer, self.negative_layer, self.box_layer):
-            layer.events.data.connect(self._prompts_changed)
-        self.box_layer.mode = "add_rectangle"
+        present = set(self.viewer.layers)
+        if self.preview_layer not in present:
+            self.preview_layer = self.viewer.add_labels(
+                np.zeros(shape, dtype=np.uint8), name="SAM preview", opacity=0.6,
+                colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: PREVIEW_COLOR}),
+                metadata={SAM_ROLE_KEY: "preview"}, **transform)
+        if self.box_layer not in present:
+            self.box_layer = self.viewer.add_shapes(
+                ndim=ndim, name="SAM box", edge_color="yellow", face_color="transparent", edge_width=point_size / 3,
+                metadata={SAM_ROLE_KEY: "box"}, **transform)
+            self.box_layer.events.data.connect(self._prompts_changed)
+            self.box_layer.mode = "add_rectangle"
+        if self.negative_layer not in present:
+            self.negative_layer = self.viewer.add_points(
+                np.empty((0, ndim)), ndim=ndim, name="SAM negative points", face_color="red", size=point_size,
+                metadata={SAM_ROLE_KEY: "negative"}, **transform)
+            self.negative_layer.events.data.connect(self._prompts_changed)
+        if self.positive_layer not in present:
+            self.positive_layer = self.viewer.add_points(
+                np.empty((0, ndim)), ndim=ndim, name="SAM positive points", face_color="lime", size=point_size,
+                metadata={SAM_ROLE_KEY: "positive"}, **transform)
+            self.positive_layer.events.data.connect(self._prompts_changed)
+        retired = [layer for layer in self.viewer.layers
+                   if layer.metadata.get(SAM_ROLE_KEY) == "box" and layer is not self.box_layer]
+        for layer in retired:
+            self.viewer.layers.remove(layer)
+        if retired:
+            self.box_layer.name = "SAM box"  # napari had suffixed it while the retired layer existed
         self._select_prompt_layer()
 
     def _select_prompt_layer(self) -> None:
@@ -691,6 +739,10 @@ class AnnotationWidget(QWidget):
 
         if self.image_layer is None or self.service is None:
             return
+        if self._propagation is not None:
+            # A new source would end the running propagation, so the change waits until it finishes.
+            self._reschedule_timer.start()
+            return
         try:
             axis, _ = self.current_slice()
         except ValueError as error:
@@ -701,10 +753,6 @@ class AnnotationWidget(QWidget):
         if self._view_error_shown:
             self._view_error_shown = False
             self.status.show_message(f"Annotating {self.image_layer.name}.")
-        if self._propagation is not None:
-            # A new source would end the running propagation, so the change waits until it finishes.
-            self._reschedule_timer.start()
-            return
         self._axis = axis
         window = self.current_window()
         current = self.service.source
@@ -853,9 +901,12 @@ class AnnotationWidget(QWidget):
     # --- accept, clear, next object ------------------------------------------------------------------
 
     def _geometry_mismatch(self, layer) -> str:
-        return (f"Labels layer {layer.name} (shape {tuple(layer.data.shape)}) does not lie over image "
-                f"{self.image_layer.name} (shape {geometry.spatial_shape(self.image_layer)}): expected the same "
-                "shape, scale, translate and affine. Click 'New' to add a matching Labels layer.")
+        image = self.image_layer
+        return (f"Labels layer {layer.name} (shape {tuple(layer.data.shape)}, scale {tuple(np.round(layer.scale, 6))}, "
+                f"translate {tuple(np.round(layer.translate, 6))}) does not lie over image {image.name} (shape "
+                f"{geometry.spatial_shape(image)}, scale {tuple(np.round(image.scale, 6))}, translate "
+                f"{tuple(np.round(image.translate, 6))}): expected the same shape, scale, translate and affine. "
+                "Click 'New' to add a matching Labels layer.")
 
     def _target_labels(self):
         layer = self.labels_layer()
@@ -868,9 +919,10 @@ class AnnotationWidget(QWidget):
 
     def accept(self) -> int:
         """Write the preview into the chosen label of the Labels layer as one undoable edit; return the voxel count."""
-        if self.preview_layer is None:
+        if self.image_layer is None:
             self.status.show_error("Choose an image layer to annotate first.")
             return 0
+        self._ensure_layers()
         mask = self.preview_layer.data > 0
         if not mask.any():
             self.status.show_message("Nothing to accept: place points or a box to get a preview first.")
@@ -893,7 +945,7 @@ class AnnotationWidget(QWidget):
         slices = len(np.unique(indices[self._axis])) if self._axis is not None and count else 1
         self.clear()
         self.status.show_message(f"Accepted {count} voxels on {slices} slice(s) into label {value} of {labels.name}. "
-                                 "Undo with Ctrl+Z on the Labels layer.")
+                                 f"Undo with {_shortcut_text(SHORTCUTS['undo'])}.")
         return count
 
     def clear(self) -> None:
@@ -950,6 +1002,7 @@ class AnnotationWidget(QWidget):
         if self.image_layer is None or self.service is None:
             self.status.show_error("Choose a 3D volume in the Image list first; propagation runs through its slices.")
             return
+        self._ensure_layers()
         try:
             axis, index = self.current_slice()
         except ValueError as error:
@@ -1057,6 +1110,8 @@ class AnnotationWidget(QWidget):
         folder = default_disk_folder() if checked else None
         try:
             self.cache.set_disk_folder(folder)
+            if self.status.is_error:
+                self.status.show_message(f"Embeddings are kept in {folder} too." if folder else "")
         except OSError as error:
             self.disk_check.setChecked(False)
             self.status.show_error(f"Cannot keep embeddings in {folder}: {error}. Set NNSAM_CACHE_DIR to a writable "
@@ -1107,11 +1162,21 @@ class AnnotationWidget(QWidget):
                 f"{labels.name} with {self.image_layer.name} was already handed to the Dataset widget unchanged. "
                 "Add it again as another training case?"):
             return
-        self._added_to_dataset.add(signature)
         dataset_widget = self._dataset_widget()
+        if dataset_widget not in self._connected_dataset_widgets:
+            self._connected_dataset_widgets.add(dataset_widget)
+            dataset_widget.case_added.connect(self._case_added_to_dataset)
+        # Recorded only when the Dataset widget reports the case as written.
+        self._pending_dataset_signature = signature
         dataset_widget.add_layers_as_case(self.image_layer.name, labels.name)
         self.status.show_message("Handed the image and labels to the Dataset widget's 'Add as training case'; its "
                                  "message below the case list says whether the case was added.")
+
+    def _case_added_to_dataset(self, case: str) -> None:
+        if self._pending_dataset_signature is not None:
+            self._added_to_dataset.add(self._pending_dataset_signature)
+            self._pending_dataset_signature = None
+            self.status.show_message(f"Added the annotation as training case {case}.")
 
     def _confirm(self, question: str) -> bool:
         answer = QMessageBox.question(self, "nnSAM SAM annotation", question)

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -79,6 +80,9 @@ def _read_case(case, channel_names: tuple[str, ...]) -> list[tuple[np.ndarray, o
 
 class DatasetWidget(QWidget):
     """Create a dataset, add Image and Labels layers to it as training cases, open cases and check it."""
+
+    #: Emitted with the case name after a training case was written.
+    case_added = Signal(str)
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -375,6 +379,7 @@ class DatasetWidget(QWidget):
     def _case_added(self, case: str) -> None:
         self._dataset_changed()
         self._show_message(f"Added training case {case} to {self.picker.dataset_name()}.")
+        self.case_added.emit(case)
 
     # --- check and fixes -----------------------------------------------------------------------------
 
