@@ -5,6 +5,8 @@ mask lands use this segmenter: it returns the connected bright region (above 127
 SAM's 0-255 input) under the positive points, limited to the box when one is given.
 """
 
+import time
+
 import numpy as np
 from scipy import ndimage
 
@@ -47,6 +49,14 @@ class ThresholdSegmenter:
             in_box[max(row_min, 0):row_max + 1, max(column_min, 0):column_max + 1] = True
             mask = (mask if points is not None else bright) & in_box
         return PromptResult(mask=mask, score=1.0, logits=np.zeros((LOW_RES_MASK_SIZE,) * 2, dtype=np.float32))
+
+
+class SlowSegmenter(ThresholdSegmenter):
+    """The stand-in with 0.3 s per embedding, so a propagation is still running when a test acts on it."""
+
+    def embed(self, rgb: np.ndarray) -> SliceEmbedding:
+        time.sleep(0.3)
+        return super().embed(rgb)
 
 
 def ellipsoid(shape, centre, radii) -> np.ndarray:

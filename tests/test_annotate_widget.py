@@ -8,7 +8,7 @@ one users run.
 
 import numpy as np
 import pytest
-from _sam_stub import ThresholdSegmenter, ellipsoid
+from _sam_stub import SlowSegmenter, ThresholdSegmenter, ellipsoid
 from qtpy.QtCore import Qt
 
 from napari_nnsam._annotate_widget import SHORTCUTS, AnnotationWidget
@@ -253,13 +253,6 @@ def test_propagation_from_accepted_mask(viewer, qtbot):
 
 def test_propagation_cancel(viewer, qtbot):
     image, _ = add_blob(viewer)
-
-    class SlowSegmenter(ThresholdSegmenter):
-        def embed(self, rgb):
-            import time
-
-            time.sleep(0.3)
-            return super().embed(rgb)
 
     widget = make_widget(viewer, qtbot, SlowSegmenter())
     widget.prefetch_spin.setValue(0)
@@ -544,13 +537,6 @@ def test_deleted_sam_layers_come_back(viewer, qtbot):
 def test_shortcuts_wait_for_propagation(viewer, qtbot):
     image, _ = add_blob(viewer)
 
-    class SlowSegmenter(ThresholdSegmenter):
-        def embed(self, rgb):
-            import time
-
-            time.sleep(0.3)
-            return super().embed(rgb)
-
     widget = make_widget(viewer, qtbot, SlowSegmenter())
     go_to_slice(viewer, image, 8)
     click_world(widget, image, image.data_to_world(np.array([8.0, 20.0, 25.0])))
@@ -568,7 +554,7 @@ def test_shortcuts_wait_for_propagation(viewer, qtbot):
 def test_add_to_dataset_counts_only_written_cases(viewer, qtbot, tmp_path, monkeypatch):
     from napari_nnsam._dataset_widget import DatasetWidget
 
-    image, blob = add_blob(viewer, scale=(2.0, 0.5, 0.5))
+    _, blob = add_blob(viewer, scale=(2.0, 0.5, 0.5))
     widget = make_widget(viewer, qtbot, ThresholdSegmenter())
     labels = widget.new_labels_layer()
     labels.data[8] = blob[8]
