@@ -1,7 +1,7 @@
 """A stand-in for MobileSAM with known answers, for tests of prompt geometry and propagation.
 
 Random MobileSAM weights give masks unrelated to the image, so tests that check where a
-mask lands use this segmenter: it returns the connected bright region (above 127 in
+mask lands use this segmenter. It returns the connected bright region (above 127 in
 SAM's 0-255 input) under the positive points, limited to the box when one is given.
 """
 
