@@ -160,10 +160,20 @@ def test_accept_clear_and_undo(viewer, qtbot):
     assert len(widget.positive_layer.data) == 0
     np.testing.assert_allclose(labels.scale, image.scale)
 
-    labels.undo()
+    widget.undo()
     assert not labels.data.any()
     labels.redo()
     assert int((labels.data == 3).sum()) == count
+
+
+def test_undo_with_empty_history(viewer, qtbot):
+    add_blob(viewer)
+    widget = make_widget(viewer, qtbot, ThresholdSegmenter())
+    widget.new_labels_layer()
+
+    widget.undo()
+
+    assert "Nothing to undo" in widget.status.text()
 
 
 def test_clear_removes_preview_and_prompts(viewer, qtbot):

@@ -988,6 +988,11 @@ class AnnotationWidget(QWidget):
         if labels is None:
             self.status.show_error("No Labels layer is chosen, so there is nothing to undo.")
             return
+        # NOTE: napari 0.9 has no public way to ask whether a Labels layer can undo; _undo_history is its deque.
+        history = getattr(labels, "_undo_history", None)
+        if history is not None and len(history) == 0:
+            self.status.show_message(f"Nothing to undo in {labels.name}.")
+            return
         labels.undo()
         self.status.show_message(f"Undid the last edit of {labels.name}.")
 
