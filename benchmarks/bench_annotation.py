@@ -11,9 +11,9 @@ TotalSegmentator CT volume from the ``shared/data`` folder next to the repositor
    time barely depends on the slice size), and reading an embedding from the disk cache;
 2. times prompt-to-mask prediction on an existing embedding (one point, three points,
    two points and a box) in the engine alone;
-3. times the annotation widget's preview in a real napari viewer: from adding a point
-   to the Points layer until the mask is drawn in the preview layer, first with no
-   embedding being computed meanwhile, then while the neighbouring slices are prefetched.
+3. times the annotation widget's preview in a real napari viewer, from adding a point
+   to the Points layer until the mask is drawn in the preview layer. It measures first
+   with no embedding being computed, then while the neighbouring slices are prefetched.
 
 MobileSAM runs with seeded random weights (mobile_sam.pt is not needed); the
 architecture, and so the time, is that of the released model.

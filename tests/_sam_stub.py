@@ -10,7 +10,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from nnsam_engine.annotation.segmenter import (
+from nnsam_engine.annotation.results import (
     LOW_RES_MASK_SIZE,
     PromptResult,
     SliceEmbedding,

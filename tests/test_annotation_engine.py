@@ -26,11 +26,8 @@ from nnsam_engine.annotation.propagation import (
     prompt_from_mask,
     propagate,
 )
-from nnsam_engine.annotation.segmenter import (
-    PromptResult,
-    PromptSegmenter,
-    SliceEmbedding,
-)
+from nnsam_engine.annotation.results import PromptResult, SliceEmbedding
+from nnsam_engine.annotation.segmenter import PromptSegmenter
 from nnsam_engine.errors import WeightsError
 from nnsam_engine.network.weights import resolve_weights, sha256_file
 
@@ -100,8 +97,8 @@ def test_key_depends_on_content_and_weights():
 
 
 def test_memory_cache_evicts_least_recent():
-    one = fake_embedding().nbytes
-    cache = EmbeddingCache(memory_limit_bytes=2 * one)
+    embedding_bytes = fake_embedding().nbytes
+    cache = EmbeddingCache(memory_limit_bytes=2 * embedding_bytes)
     cache.put("a", fake_embedding(1))
     cache.put("b", fake_embedding(2))
     cache.get("a")
@@ -109,7 +106,7 @@ def test_memory_cache_evicts_least_recent():
 
     assert cache.get("b") is None
     assert cache.get("a") is not None
-    assert cache.stats.memory_bytes <= 2 * one
+    assert cache.stats.memory_bytes <= 2 * embedding_bytes
     assert cache.stats.memory_entries == 2
 
 
@@ -128,15 +125,15 @@ def test_disk_cache_round_trip(tmp_path):
 
 
 def test_disk_cache_stays_under_limit(tmp_path):
-    one = fake_embedding().nbytes
-    cache = EmbeddingCache(disk_folder=tmp_path, disk_limit_bytes=int(2.5 * one))
+    embedding_bytes = fake_embedding().nbytes
+    cache = EmbeddingCache(disk_folder=tmp_path, disk_limit_bytes=int(2.5 * embedding_bytes))
     for index in range(5):
         cache.put(f"k{index}", fake_embedding(index))
 
     sizes = [path.stat().st_size for path in tmp_path.rglob("*.npz")]
 
     assert len(sizes) == 2
-    assert sum(sizes) <= 2.5 * one
+    assert sum(sizes) <= 2.5 * embedding_bytes
 
 
 def test_disk_cache_drops_corrupt_file(tmp_path):
@@ -300,11 +297,11 @@ def test_propagation_stops_at_blob_end():
 
     events = list(propagate(blob[14], 14, 30, blob_segment(volume, ThresholdSegmenter())))
 
-    kept = sorted(event.index for event in events if isinstance(event, PropagatedSlice))
+    kept_slices = sorted(event.index for event in events if isinstance(event, PropagatedSlice))
     stops = [event for event in events if isinstance(event, PropagationStop)]
-    # The blob's end slices (8 and 20) hold one pixel each, below the default minimum of 4 pixels.
+    # The blob's end slices (8 and 20) contain one pixel each, below the default minimum of 4 pixels.
     assert [int(blob[index].sum()) for index in (7, 8, 20, 21)] == [0, 1, 1, 0]
-    assert kept == [index for index in range(9, 20) if index != 14]
+    assert kept_slices == [index for index in range(9, 20) if index != 14]
     for event in events:
         if isinstance(event, PropagatedSlice):
             assert np.array_equal(event.mask, blob[event.index])

@@ -14,7 +14,6 @@ layer's contrast limits.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 
@@ -48,8 +47,6 @@ from ._jobs_qt import (
     run_generator_in_worker,
     run_in_worker,
 )
-
-logger = logging.getLogger(__name__)
 
 #: Keyboard shortcuts, bound on the viewer while the widget exists. None of them is used by napari 0.9's layers.
 SHORTCUTS = {

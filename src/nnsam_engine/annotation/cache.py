@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from .segmenter import SliceEmbedding
+from .results import SliceEmbedding
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +93,6 @@ class EmbeddingCache:
         if self.disk_folder is not None:
             self.stats.disk_bytes = sum(path.stat().st_size for path in self._disk_files())
 
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._entries or (self._disk_path(key) is not None and self._disk_path(key).is_file())
-
     def get(self, key: str, count: bool = True) -> SliceEmbedding | None:
         """Return the embedding stored under ``key``, or None.
 
@@ -142,12 +138,6 @@ class EmbeddingCache:
             self.disk_folder = folder
             self.disk_error = None
             self.stats.disk_bytes = sum(path.stat().st_size for path in self._disk_files())
-
-    def clear_memory(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.stats.memory_entries = 0
-            self.stats.memory_bytes = 0
 
     # --- memory ------------------------------------------------------------------------------------
 

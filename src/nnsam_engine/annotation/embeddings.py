@@ -16,12 +16,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cache import EmbeddingCache, embedding_key
 from .intensity import Window, to_sam_rgb
-from .segmenter import PromptSegmenter, SliceEmbedding
+from .results import SliceEmbedding
+
+if TYPE_CHECKING:
+    from .segmenter import PromptSegmenter
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +85,6 @@ class SliceSource:
         if self.axis is None:
             return np.asarray(self.image)
         return np.asarray(self.image[(slice(None),) * self.axis + (index,)])
-
-    def plane_shape(self) -> tuple[int, int]:
-        shape = tuple(int(size) for size in self.image.shape)
-        if self.axis is None:
-            return shape[:2]
-        return tuple(size for axis, size in enumerate(shape) if axis != self.axis)
 
     def sam_input(self, index: int) -> np.ndarray:
         """Return slice ``index`` as SAM's ``(H, W, 3)`` uint8 input."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .segmenter import PromptResult
+from .results import PromptResult
 
 
 @dataclass(frozen=True)
